@@ -24,32 +24,20 @@ class Mode(StrEnum):
     WEBHOOK = "webhook"
 
 
-class Settings(BaseSettings):
-    """Every setting of the bot, read from the environment (and `.env`)."""
+_CONFIG = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=True,
+)
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-    )
 
-    # Telegram
-    BOT_TOKEN: SecretStr
-    TELEGRAM_API_URL: str = "https://api.telegram.org"
-    MODE: Mode = Mode.POLLING
-    WEBHOOK_URL: str | None = None
-    WEBHOOK_SECRET: SecretStr | None = None
-    WEBHOOK_HOST: str = "0.0.0.0"  # noqa: S104 - a webhook server listens on all interfaces
-    WEBHOOK_PORT: Annotated[int, Field(ge=1, le=65535)] = 8080
+class BillingSettings(BaseSettings):
+    """What billing_client needs; `python -m billing_client` reads only these."""
 
-    # Storage
-    DATABASE_URL: str = "sqlite+aiosqlite:///data/bot.db"
+    model_config = _CONFIG
+
     DATA_DIR: Path = Path("data")
-    REDIS_URL: str | None = None
-    SECRET_KEY: SecretStr | None = None
-
-    # Billing
     BILLING_URL: str | None = None
     BILLING_DATABASE_URL: str = "sqlite+aiosqlite:///data/billing.db"
     BILLING_CONNECT_TIMEOUT: Annotated[float, Field(gt=0, le=120)] = 5.0
@@ -59,25 +47,8 @@ class Settings(BaseSettings):
     BILLING_ACCEPT_FROM_DAY: Annotated[int, Field(ge=1, le=31)] | None = None
     BILLING_ACCEPT_TO_DAY: Annotated[int, Field(ge=1, le=31)] | None = None
     DEFAULT_CITY: str = "Новосибирск"
-
-    # The product
-    SUPERVISOR_CHAT_ID: int | None = None
-    JUMP_LIMIT: Annotated[int, Field(ge=1)] = 3000
-    WINDOW_START_DAY: Annotated[int, Field(ge=1, le=31)] = 23
-    WINDOW_END_DAY: Annotated[int, Field(ge=1, le=31)] = 25
     TIMEZONE: str = "Asia/Novosibirsk"
-    DIGEST_ENABLED: bool = False
-    DIGEST_HOUR: Annotated[int, Field(ge=0, le=23)] = 9
-    INVITE_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 7
-
     LOG_LEVEL: str = "INFO"
-
-    @field_validator("BOT_TOKEN")
-    @classmethod
-    def _token_shape(cls, value: SecretStr) -> SecretStr:
-        if not BOT_TOKEN_RE.match(value.get_secret_value().strip()):
-            raise ValueError("malformed")
-        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("LOG_LEVEL")
     @classmethod
@@ -96,21 +67,77 @@ class Settings(BaseSettings):
             raise ValueError("unknown zone") from exc
         return value
 
-    @field_validator("DATABASE_URL", "BILLING_DATABASE_URL")
+    @field_validator("BILLING_DATABASE_URL")
+    @classmethod
+    def _billing_db_url(cls, value: str) -> str:
+        return _check_db_url(value)
+
+    @field_validator("BILLING_URL")
+    @classmethod
+    def _billing_url(cls, value: str | None) -> str | None:
+        return _check_http_url(value)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.TIMEZONE)
+
+
+def _check_db_url(value: str) -> str:
+    if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError("unsupported driver")
+    return value
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("not an http(s) URL")
+    return value.rstrip("/")
+
+
+class Settings(BillingSettings):
+    """Every setting of the bot, read from the environment (and `.env`)."""
+
+    # Telegram
+    BOT_TOKEN: SecretStr
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    MODE: Mode = Mode.POLLING
+    WEBHOOK_URL: str | None = None
+    WEBHOOK_SECRET: SecretStr | None = None
+    WEBHOOK_HOST: str = "0.0.0.0"
+    WEBHOOK_PORT: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+    # Storage
+    DATABASE_URL: str = "sqlite+aiosqlite:///data/bot.db"
+    REDIS_URL: str | None = None
+    SECRET_KEY: SecretStr | None = None
+
+    # The product
+    SUPERVISOR_CHAT_ID: int | None = None
+    JUMP_LIMIT: Annotated[int, Field(ge=1)] = 3000
+    WINDOW_START_DAY: Annotated[int, Field(ge=1, le=31)] = 23
+    WINDOW_END_DAY: Annotated[int, Field(ge=1, le=31)] = 25
+    DIGEST_ENABLED: bool = False
+    DIGEST_HOUR: Annotated[int, Field(ge=0, le=23)] = 9
+    INVITE_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 7
+
+    @field_validator("BOT_TOKEN")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not BOT_TOKEN_RE.match(value.get_secret_value().strip()):
+            raise ValueError("malformed")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("DATABASE_URL")
     @classmethod
     def _db_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("unsupported driver")
-        return value
+        return _check_db_url(value)
 
-    @field_validator("TELEGRAM_API_URL", "BILLING_URL", "WEBHOOK_URL")
+    @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("not an http(s) URL")
-        return value.rstrip("/")
+        return _check_http_url(value)
 
     @model_validator(mode="after")
     def _webhook_needs(self) -> Settings:
@@ -120,10 +147,6 @@ class Settings(BaseSettings):
             if self.WEBHOOK_SECRET is None or not self.WEBHOOK_SECRET.get_secret_value():
                 raise ValueError("WEBHOOK_SECRET")
         return self
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.TIMEZONE)
 
 
 EXPECTED: dict[str, str] = {
