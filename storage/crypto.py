@@ -1,0 +1,86 @@
+"""Encryption of stored account credentials with SECRET_KEY.
+
+SECRET_KEY may hold several keys separated by commas: the first encrypts, every
+one decrypts. That is how a key is rotated: put the new key first, keep the old
+one after it, run `python bot.py --rotate-secrets` (re-encrypts every stored
+password with the first key), then drop the old key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+log = logging.getLogger(__name__)
+
+GENERATED_KEY_FILE = "secret.key"
+
+
+class SecretKeyError(Exception):
+    """Stored credentials cannot be decrypted with the configured keys."""
+
+
+def _fernet(raw: str) -> Fernet:
+    # Operators set any long random string; Fernet needs 32 url-safe base64 bytes.
+    digest = hashlib.sha256(raw.encode("utf-8")).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+class Vault:
+    """Encrypts and decrypts short secrets (account passwords)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        usable = [k.strip() for k in keys if k.strip()]
+        if not usable:
+            msg = "at least one key is needed"
+            raise ValueError(msg)
+        self._multi = MultiFernet([_fernet(k) for k in usable])
+
+    @classmethod
+    def from_setting(cls, value: str) -> Vault:
+        """A vault from SECRET_KEY's value (comma-separated keys, newest first)."""
+        return cls(value.split(","))
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._multi.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._multi.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, ValueError) as exc:
+            msg = "stored credentials do not match SECRET_KEY"
+            raise SecretKeyError(msg) from exc
+
+    def rotate(self, token: str) -> str:
+        """Re-encrypt with the newest key."""
+        try:
+            return self._multi.rotate(token.encode("ascii")).decode("ascii")
+        except (InvalidToken, ValueError) as exc:
+            msg = "stored credentials do not match SECRET_KEY"
+            raise SecretKeyError(msg) from exc
+
+
+def load_or_create_secret_key(configured: str | None, data_dir: Path) -> str:
+    """SECRET_KEY from settings, else one generated once into DATA_DIR with mode 0600."""
+    if configured:
+        return configured
+    path = data_dir / GENERATED_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    log.warning(
+        "SECRET_KEY is not set: generated one in %s (mode 0600). "
+        "Production should set SECRET_KEY and keep it safe.",
+        path,
+    )
+    return key

@@ -1,0 +1,58 @@
+"""Engine and session pool for the bot's database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def database_kind(url: str) -> str:
+    """'sqlite' or 'postgresql', for the start log line (never the URL with a password)."""
+    return make_url(url).get_backend_name()
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a file-based SQLite database, relative to the working dir."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss or
+    # kill -9 of the OS; FULL fsyncs the WAL at every commit, so an acknowledged
+    # reading survives.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine with the SQLite pragmas this project relies on."""
+    ensure_sqlite_folder(url)
+    if database_kind(url) == "sqlite":
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    return create_async_engine(url, **kwargs)
+
+
+def create_session_pool(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """One factory for the process; handlers get one session per update."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,49 @@
+"""Apply the bot's Alembic migrations from code (at start and in tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config pointing at storage/migrations (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+async def _run(engine: AsyncEngine, action: str, target: str) -> None:
+    def apply(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, target)
+
+    async with engine.connect() as connection:
+        await connection.run_sync(apply)
+        await connection.commit()
+
+
+async def upgrade_database(engine: AsyncEngine, target: str = "head") -> None:
+    """Upgrade the database to `target` (default: the newest revision)."""
+    await _run(engine, "upgrade", target)
+
+
+async def downgrade_database(engine: AsyncEngine, target: str) -> None:
+    """Downgrade the database to `target` (a revision id or 'base')."""
+    await _run(engine, "downgrade", target)
