@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from billing_client.base import Billing
 from handlers import get_routers
-from handlers.middlewares import DbSessionMiddleware
+from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
+from services.credentials import CredentialsProvider
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
@@ -97,10 +98,11 @@ def create_dispatcher(
         events_isolation=SimpleEventIsolation(),
         settings=settings,
         billing=billing,
-        vault=vault,
+        credentials=CredentialsProvider(vault),
         session_pool=session_pool,
     )
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))
+    dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
     return dispatcher
 

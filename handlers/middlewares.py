@@ -1,4 +1,4 @@
-"""Outer middlewares: one database session per update."""
+"""Outer middlewares: one database session per update, and the current user."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject
+from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import TelegramUser
 
 
 class DbSessionMiddleware(BaseMiddleware):
@@ -25,3 +27,26 @@ class DbSessionMiddleware(BaseMiddleware):
         async with self._pool() as session:
             data["session"] = session
             return await handler(event, data)
+
+
+class CurrentUserMiddleware(BaseMiddleware):
+    """Puts `user` (TelegramUser or None) into the handler data.
+
+    A user counts as linked only with an account and without a revocation; the
+    check runs on every update, so a revoked inspector loses access at once.
+    """
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        from_user: User | None = data.get("event_from_user")
+        session: AsyncSession = data["session"]
+        user = await session.get(TelegramUser, from_user.id) if from_user else None
+        data["user"] = user
+        data["linked_user"] = (
+            user if user is not None and user.account_id and user.revoked_at is None else None
+        )
+        return await handler(event, data)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
+    Index,
+    Integer,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
 )
@@ -81,3 +85,109 @@ class FsmRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class LoginAttempt(Base):
+    """A login tried through the bot, to throttle guessing (per user and per login)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_user_at", "telegram_user_id", "attempted_at"),
+        Index("ix_login_attempts_login_at", "login_key", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger)
+    # sha256 of the lower-cased login: the throttle needs equality, not the login itself
+    login_key: Mapped[str] = mapped_column(String(64))
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SlotStatus(StrEnum):
+    EMPTY = "empty"
+    FILLED = "filled"  # a value waits to be sent
+    SKIPPED = "skipped"
+    SENDING = "sending"  # part of a batch whose outcome is not known yet
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # billing refused it: the inspector corrects and sends again
+
+
+class Draft(Base):
+    """The work on one building for one period, shared by every inspector of the account."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (UniqueConstraint("account_id", "building_id", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    building_id: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(7))
+    address: Mapped[str] = mapped_column(String(500))
+    apartments: Mapped[int] = mapped_column(Integer, default=0)
+    slots_total: Mapped[int] = mapped_column(Integer, default=0)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DraftSlot(Base):
+    """One value to enter (a meter, or one tariff zone of it), in walking order."""
+
+    __tablename__ = "draft_slots"
+    __table_args__ = (
+        UniqueConstraint("draft_id", "meter_id"),
+        Index("ix_draft_slots_draft_position", "draft_id", "position"),
+        Index("ix_draft_slots_draft_status", "draft_id", "status", "position"),
+        Index("ix_draft_slots_submission", "submission_id"),
+        Index("ix_draft_slots_source", "entered_by", "source_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    meter_id: Mapped[str] = mapped_column(String(64))
+    apartment: Mapped[str] = mapped_column(String(50))
+    serial_number: Mapped[str] = mapped_column(String(64))
+    digits: Mapped[int] = mapped_column(Integer)
+    fraction_digits: Mapped[int] = mapped_column(Integer, default=0)
+    tariff: Mapped[str | None] = mapped_column(String(32))
+    previous_value: Mapped[str | None] = mapped_column(String(32))
+    previous_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[SlotStatus] = mapped_column(String(16), default=SlotStatus.EMPTY)
+    value: Mapped[str | None] = mapped_column(String(32))
+    skip_reason: Mapped[str | None] = mapped_column(String(32))
+    warning: Mapped[str | None] = mapped_column(String(32))  # kept after a confirmed warning
+    entered_by: Mapped[int | None] = mapped_column(BigInteger)
+    entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    source_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    submission_id: Mapped[int | None] = mapped_column(Integer)
+    rejection_code: Mapped[str | None] = mapped_column(String(32))
+    rejection_message: Mapped[str | None] = mapped_column(String(500))
+
+
+class SubmissionStatus(StrEnum):
+    PENDING = "pending"  # written, not yet confirmed by billing
+    SENT = "sent"
+    FAILED = "failed"  # failed for good; its slots went back to the draft
+
+
+class Submission(Base):
+    """One batch for billing (an outbox row): written with its key before the first try."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(36), unique=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON list of readings, exactly as sent
+    status: Mapped[SubmissionStatus] = mapped_column(String(16), default=SubmissionStatus.PENDING)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    billing_submission_id: Mapped[str | None] = mapped_column(String(64))
+    accepted_count: Mapped[int] = mapped_column(Integer, default=0)
+    rejected_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))

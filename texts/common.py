@@ -1,11 +1,4 @@
-"""Every text the bot shows a user: one catalogue, Russian.
-
-A wording change or another language touches this file only. Texts are HTML
-(the bot's parse mode); anything that comes from a user or from billing is
-escaped with `esc` before it is put into a text.
-"""
-
-from __future__ import annotations
+"""Texts shared by every flow: menu, commands, help, errors."""
 
 from html import escape
 

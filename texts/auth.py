@@ -1,0 +1,1 @@
+"""Texts of linking a Telegram user to the account: login, password, logout."""

@@ -1,0 +1,1 @@
+"""Texts of choosing a building, walking its meters, sending and viewing."""
