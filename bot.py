@@ -26,6 +26,7 @@ import texts
 from billing_client.base import Billing
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
+from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
@@ -99,6 +100,7 @@ def create_dispatcher(
         settings=settings,
         billing=billing,
         credentials=CredentialsProvider(vault),
+        directory=BuildingDirectory(billing),
         session_pool=session_pool,
     )
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))

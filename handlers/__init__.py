@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from aiogram import F, Router
 
-from handlers import common, errors
+from handlers import auth, buildings, common, errors, readings, viewing
 
 
 def get_routers() -> list[Router]:
-    """Private-chat inspector routers first; the supervisor's group router after."""
+    """Private-chat inspector routers; the supervisor's group router comes with issue 5."""
     private = Router(name="private")
     private.message.filter(F.chat.type == "private")
+    private.edited_message.filter(F.chat.type == "private")
     private.callback_query.filter(F.message.chat.type == "private")
-    private.include_routers(common.create_router())
+    private.include_routers(
+        common.create_router(),  # /help, /cancel, /menu work in any state
+        auth.create_router(),  # /start, login, /logout
+        buildings.create_router(),
+        readings.create_router(),
+        viewing.create_router(),
+        common.create_fallback_router(),
+    )
     return [errors.create_router(), private]

@@ -1,43 +1,85 @@
-"""Commands available everywhere in a private chat: /start, /menu, /help, /cancel."""
+"""Commands available everywhere in a private chat, the main menu, and fallbacks."""
 
 from __future__ import annotations
 
-from aiogram import Router
-from aiogram.filters import Command, CommandStart
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 
 import texts
+from handlers.filters import LinkedUser
+from handlers.live import edit_card, new_card
+from keyboards.callbacks import MenuAction, MenuCallback
 from keyboards.menu import main_menu_keyboard
 
 
-async def cmd_start(message: Message, state: FSMContext) -> None:
+async def cmd_menu(message: Message, bot: Bot, state: FSMContext) -> None:
     await state.clear()
-    await message.answer(texts.GREETING_UNLINKED)
-    await message.answer(texts.MAIN_MENU, reply_markup=main_menu_keyboard())
+    await new_card(bot, message.chat.id, state, texts.MAIN_MENU, main_menu_keyboard())
 
 
-async def cmd_menu(message: Message, state: FSMContext) -> None:
+async def on_home(callback: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+    await callback.answer()
+    assert callback.message is not None
     await state.clear()
-    await message.answer(texts.MAIN_MENU, reply_markup=main_menu_keyboard())
+    await edit_card(
+        bot,
+        callback.message.chat.id,
+        state,
+        texts.MAIN_MENU,
+        main_menu_keyboard(),
+        message_id=callback.message.message_id,
+    )
 
 
 async def cmd_help(message: Message) -> None:
     await message.answer(texts.HELP)
 
 
-async def cmd_cancel(message: Message, state: FSMContext) -> None:
+async def cmd_cancel(message: Message, bot: Bot, state: FSMContext) -> None:
     if await state.get_state() is None:
         await message.answer(texts.NOTHING_TO_CANCEL)
         return
     await state.clear()
-    await message.answer(texts.CANCELLED, reply_markup=main_menu_keyboard())
+    await new_card(bot, message.chat.id, state, texts.CANCELLED, main_menu_keyboard())
+
+
+async def unknown_command(message: Message) -> None:
+    await message.answer(texts.UNKNOWN_COMMAND)
+
+
+async def anything_at_menu(message: Message, bot: Bot, state: FSMContext) -> None:
+    await new_card(bot, message.chat.id, state, texts.USE_MENU, main_menu_keyboard())
+
+
+async def not_linked(message: Message) -> None:
+    await message.answer(texts.NOT_LINKED)
+
+
+async def not_linked_button(callback: CallbackQuery) -> None:
+    await callback.answer(texts.NOT_LINKED_SHORT, show_alert=True)
 
 
 def create_router() -> Router:
+    """Commands that work in any state; registered before the flows."""
     router = Router(name=__name__)
-    router.message.register(cmd_start, CommandStart())
-    router.message.register(cmd_menu, Command("menu"))
     router.message.register(cmd_help, Command("help"))
     router.message.register(cmd_cancel, Command("cancel"))
+    linked = Router(name=f"{__name__}.linked")
+    linked.message.filter(LinkedUser())
+    linked.callback_query.filter(LinkedUser())
+    linked.message.register(cmd_menu, Command("menu"))
+    linked.callback_query.register(on_home, MenuCallback.filter(F.action == MenuAction.HOME))
+    router.include_router(linked)
+    return router
+
+
+def create_fallback_router() -> Router:
+    """What nobody else handled: registered after every flow."""
+    router = Router(name=f"{__name__}.fallback")
+    router.message.register(unknown_command, F.text.startswith("/"), LinkedUser())
+    router.message.register(anything_at_menu, LinkedUser())
+    router.message.register(not_linked)
+    router.callback_query.register(not_linked_button)
     return router

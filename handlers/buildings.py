@@ -1,0 +1,179 @@
+"""Choosing a building: the paged list, or a typed street and house.
+
+Shared by «Передача показаний по дому» and «Просмотр показаний приборов»; the
+purpose travels in the callback data and the FSM data.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import texts
+from handlers.filters import LinkedUser
+from handlers.live import edit_card, new_card
+from keyboards.callbacks import BuildingsPage, MenuAction, MenuCallback, Purpose
+from keyboards.readings import buildings_keyboard, search_keyboard
+from services.buildings import BuildingDirectory
+from services.credentials import CredentialsProvider
+from storage.models import TelegramUser
+
+MAX_QUERY = 200
+
+
+class Choosing(StatesGroup):
+    building = State()
+
+
+def _prompt(purpose: Purpose) -> str:
+    return texts.CHOOSE_BUILDING if purpose == Purpose.SEND else texts.CHOOSE_BUILDING_TO_VIEW
+
+
+async def show_buildings(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+    purpose: Purpose,
+    *,
+    page: int = 0,
+    note: str | None = None,
+    edit: bool = False,
+) -> None:
+    assert user.account_id is not None
+    auth = await credentials.auth_for(session, user.account_id)
+    listing = await directory.page(user.account_id, auth, page)
+    await state.set_state(Choosing.building)
+    await state.update_data(purpose=purpose.value)
+    if not listing.buildings:
+        await new_card(bot, chat_id, state, texts.NO_BUILDINGS, None)
+        return
+    text = f"{note}\n\n{_prompt(purpose)}" if note else _prompt(purpose)
+    markup = buildings_keyboard(listing.buildings, purpose, page=listing.page, pages=listing.pages)
+    if edit:
+        await edit_card(bot, chat_id, state, text, markup)
+    else:
+        await new_card(bot, chat_id, state, text, markup)
+
+
+async def on_menu_building_flow(
+    callback: CallbackQuery,
+    callback_data: MenuCallback,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+) -> None:
+    await callback.answer()
+    assert callback.message is not None
+    purpose = Purpose.SEND if callback_data.action == MenuAction.SEND else Purpose.VIEW
+    await state.update_data({"card_id": callback.message.message_id})
+    await show_buildings(
+        bot,
+        callback.message.chat.id,
+        state,
+        session,
+        linked_user,
+        directory,
+        credentials,
+        purpose,
+        edit=True,
+    )
+
+
+async def on_buildings_page(
+    callback: CallbackQuery,
+    callback_data: BuildingsPage,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+) -> None:
+    await callback.answer()
+    assert callback.message is not None
+    await state.update_data({"card_id": callback.message.message_id})
+    await show_buildings(
+        bot,
+        callback.message.chat.id,
+        state,
+        session,
+        linked_user,
+        directory,
+        credentials,
+        callback_data.purpose,
+        page=callback_data.page,
+        edit=True,
+    )
+
+
+async def building_query_entered(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+) -> None:
+    assert message.text is not None and linked_user.account_id is not None
+    data = await state.get_data()
+    purpose = Purpose(data.get("purpose", Purpose.SEND.value))
+    query = message.text.strip()
+    if len(query) > MAX_QUERY:
+        await new_card(bot, message.chat.id, state, texts.QUERY_TOO_LONG, None)
+        await show_buildings(
+            bot, message.chat.id, state, session, linked_user, directory, credentials, purpose
+        )
+        return
+    auth = await credentials.auth_for(session, linked_user.account_id)
+    found = await directory.search(linked_user.account_id, auth, query)
+    if not found:
+        await show_buildings(
+            bot,
+            message.chat.id,
+            state,
+            session,
+            linked_user,
+            directory,
+            credentials,
+            purpose,
+            note=texts.search_nothing(query),
+        )
+        return
+    await new_card(
+        bot,
+        message.chat.id,
+        state,
+        texts.search_results(query, len(found)),
+        search_keyboard(found, purpose),
+    )
+
+
+async def building_query_invalid(message: Message) -> None:
+    await message.answer(texts.NOT_TEXT_WHILE_CHOOSING)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(LinkedUser())
+    router.callback_query.filter(LinkedUser())
+    router.callback_query.register(
+        on_menu_building_flow,
+        MenuCallback.filter(F.action.in_({MenuAction.SEND, MenuAction.VIEW})),
+    )
+    router.callback_query.register(on_buildings_page, BuildingsPage.filter())
+    router.message.register(
+        building_query_entered, Choosing.building, F.text, ~F.text.startswith("/")
+    )
+    router.message.register(building_query_invalid, Choosing.building, ~F.text)
+    return router

@@ -1,0 +1,80 @@
+"""The one message with live buttons per flow (the "card"), kept in FSM data.
+
+Old cards lose their buttons or disappear, so an old button can't be pressed by
+mistake; Telegram's "not modified" / "not found" answers never break a flow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.fsm.context import FSMContext
+from aiogram.types import InlineKeyboardMarkup
+
+log = logging.getLogger(__name__)
+
+CARD_KEY = "card_id"
+
+
+async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str | None) -> None:
+    """Turn the live card into a plain line (`becomes`), or delete it when None."""
+    data = await state.get_data()
+    card_id = data.get(CARD_KEY)
+    if not card_id:
+        return
+    try:
+        if becomes is None:
+            await bot.delete_message(chat_id, card_id)
+        else:
+            await bot.edit_message_text(
+                text=becomes, chat_id=chat_id, message_id=card_id, reply_markup=None
+            )
+    except TelegramBadRequest as exc:
+        log.debug("Old card %s not retired: %s", card_id, exc.message)
+    await state.update_data({CARD_KEY: None})
+
+
+async def new_card(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    *,
+    old_becomes: str | None = None,
+) -> int:
+    """Retire the current card and send a new one at the bottom of the chat."""
+    await retire_card(bot, chat_id, state, becomes=old_becomes)
+    message = await bot.send_message(chat_id, text, reply_markup=markup)
+    await state.update_data({CARD_KEY: message.message_id})
+    return message.message_id
+
+
+async def edit_card(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+    *,
+    message_id: int | None = None,
+) -> None:
+    """Edit the card in place; if it is gone, send a new one instead."""
+    data = await state.get_data()
+    card_id = message_id or data.get(CARD_KEY)
+    if card_id:
+        try:
+            await bot.edit_message_text(
+                text=text, chat_id=chat_id, message_id=card_id, reply_markup=markup
+            )
+            if card_id != data.get(CARD_KEY):
+                await state.update_data({CARD_KEY: card_id})
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return
+            log.debug("Card %s not edited (%s): sending a new one", card_id, exc.message)
+    message = await bot.send_message(chat_id, text, reply_markup=markup)
+    await state.update_data({CARD_KEY: message.message_id})

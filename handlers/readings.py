@@ -1,0 +1,601 @@
+"""«Передача показаний по дому»: open a building, walk its meters, send."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiogram import Bot, F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import texts
+from billing_client.base import Billing
+from billing_client.errors import NotFound
+from handlers.buildings import show_buildings
+from handlers.filters import LinkedUser
+from handlers.live import edit_card, new_card, retire_card
+from keyboards.callbacks import (
+    BuildingChosen,
+    Purpose,
+    ReviewAction,
+    ReviewActionKind,
+    SlotAction,
+    SlotActionKind,
+)
+from keyboards.menu import main_menu_keyboard
+from keyboards.readings import (
+    back_to_card_keyboard,
+    card_keyboard,
+    confirm_value_keyboard,
+    not_all_filled_keyboard,
+    reason_of,
+    review_keyboard,
+    skip_reasons_keyboard,
+)
+from services import submission, walk
+from services.buildings import BuildingDirectory
+from services.credentials import CredentialsProvider
+from settings import Settings
+from storage.models import SlotStatus, SubmissionStatus, TelegramUser
+
+log = logging.getLogger(__name__)
+
+
+class Walk(StatesGroup):
+    entering_value = State()
+    confirming_value = State()
+    choosing_skip_reason = State()
+    entering_apartment = State()
+    reviewing = State()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- rendering the card ------------------------------------------------------------
+
+
+async def show_slot(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    slot: walk.Slot,
+    *,
+    note: str | None = None,
+    old_becomes: str | None = None,
+    edit: bool = False,
+    resumed: bool = False,
+) -> None:
+    """Show `slot` on the card and wait for its value."""
+    progress = await walk.progress(session, slot.draft_id)
+    text = texts.card(progress, slot, show_previous=user.show_previous, note=note, resumed=resumed)
+    markup = card_keyboard(slot.draft_id, slot.position)
+    await state.set_state(Walk.entering_value)
+    await state.update_data(draft_id=slot.draft_id, position=slot.position, pending=None)
+    if edit:
+        await edit_card(bot, chat_id, state, text, markup)
+    else:
+        await new_card(bot, chat_id, state, text, markup, old_becomes=old_becomes)
+
+
+async def show_review(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    draft_id: int,
+    *,
+    old_becomes: str | None = None,
+    edit: bool = False,
+) -> None:
+    progress = await walk.progress(session, draft_id)
+    warned = await walk.warned_slots(session, draft_id)
+    text = texts.review(progress, warned)
+    await state.set_state(Walk.reviewing)
+    await state.update_data(draft_id=draft_id, position=progress.total, pending=None)
+    if edit:
+        await edit_card(bot, chat_id, state, text, review_keyboard(draft_id))
+    else:
+        await new_card(
+            bot, chat_id, state, text, review_keyboard(draft_id), old_becomes=old_becomes
+        )
+
+
+async def show_next(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    draft_id: int,
+    after: int,
+    *,
+    old_becomes: str | None = None,
+    edit: bool = False,
+) -> None:
+    """The next slot that needs a value after `after`, or the review past the end."""
+    slot = await walk.next_open(session, draft_id, after)
+    if slot is None:
+        await show_review(
+            bot, chat_id, state, session, draft_id, old_becomes=old_becomes, edit=edit
+        )
+        return
+    await show_slot(bot, chat_id, state, session, user, slot, old_becomes=old_becomes, edit=edit)
+
+
+# --- opening a building -------------------------------------------------------------
+
+
+async def building_chosen(
+    callback: CallbackQuery,
+    callback_data: BuildingChosen,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+    billing: Billing,
+) -> None:
+    await callback.answer()
+    assert callback.message is not None and linked_user.account_id is not None
+    chat_id = callback.message.chat.id
+    await state.update_data({"card_id": callback.message.message_id})
+    auth = await credentials.auth_for(session, linked_user.account_id)
+    building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
+    try:
+        if building is None:
+            raise NotFound
+        meters = await billing.meters(auth, building.id)
+    except NotFound:
+        directory.forget(linked_user.account_id)
+        await show_buildings(
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            directory,
+            credentials,
+            Purpose.SEND,
+            note=texts.BUILDING_GONE,
+            edit=True,
+        )
+        return
+    progress = await walk.open_building(
+        session,
+        account_id=linked_user.account_id,
+        building=building,
+        meters=meters,
+        now=_now(),
+    )
+    # The list of addresses is replaced by the chosen one: other buildings are hidden.
+    await retire_card(bot, chat_id, state, becomes=texts.header(progress))
+    slot = await walk.next_open(session, progress.draft_id)
+    if slot is None:
+        await show_review(bot, chat_id, state, session, progress.draft_id)
+        return
+    await show_slot(bot, chat_id, state, session, linked_user, slot, resumed=progress.done > 0)
+
+
+# --- values -----------------------------------------------------------------------
+
+
+async def value_entered(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    settings: Settings,
+) -> None:
+    assert message.text is not None
+    data = await state.get_data()
+    draft_id, position = int(data["draft_id"]), int(data["position"])
+    outcome = await walk.enter_value(
+        session,
+        draft_id=draft_id,
+        position=position,
+        text=message.text,
+        jump_limit=settings.JUMP_LIMIT,
+        user_id=linked_user.id,
+        message_id=message.message_id,
+        now=_now(),
+    )
+    chat_id = message.chat.id
+    if isinstance(outcome, walk.Saved):
+        await show_next(
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            draft_id,
+            position,
+            old_becomes=texts.done_line(outcome.slot),
+        )
+    elif isinstance(outcome, walk.Refused):
+        await show_slot(
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            outcome.slot,
+            note=texts.value_problem(outcome.problem),
+        )
+    elif isinstance(outcome, walk.NeedsConfirmation):
+        await new_card(
+            bot,
+            chat_id,
+            state,
+            texts.value_warning(outcome.warning, outcome.value),
+            confirm_value_keyboard(draft_id, position, outcome.value),
+        )
+        await state.set_state(Walk.confirming_value)
+        await state.update_data(pending=outcome.value, pending_message=message.message_id)
+    else:
+        await show_slot(
+            bot, chat_id, state, session, linked_user, outcome.slot, note=texts.SENDING_NOW
+        )
+
+
+async def value_invalid(message: Message) -> None:
+    """Stickers, photos, voice and the like where a number is expected."""
+    await message.answer(texts.EXPECTING_NUMBER)
+
+
+async def forwarded_refused(message: Message) -> None:
+    await message.answer(texts.FORWARDED_NOT_ACCEPTED)
+
+
+async def apartment_entered(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+) -> None:
+    assert message.text is not None
+    data = await state.get_data()
+    draft_id = int(data["draft_id"])
+    position = await walk.apartment_position(session, draft_id, message.text[:50])
+    if position is None:
+        await new_card(
+            bot,
+            message.chat.id,
+            state,
+            texts.apartment_not_found(message.text[:50]),
+            back_to_card_keyboard(draft_id, int(data["position"])),
+        )
+        return
+    slot = await walk.slot_at(session, draft_id, position)
+    assert slot is not None
+    await show_slot(bot, message.chat.id, state, session, linked_user, slot)
+
+
+# --- buttons on the card ---------------------------------------------------------------
+
+
+async def slot_action(
+    callback: CallbackQuery,
+    callback_data: SlotAction,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    settings: Settings,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+) -> None:
+    assert callback.message is not None
+    chat_id = callback.message.chat.id
+    data = await state.get_data()
+    current = (data.get("draft_id"), data.get("position"))
+    if (
+        current != (callback_data.draft_id, callback_data.position)
+        or callback.message.message_id != data.get("card_id")
+        or await state.get_state() not in _WALK_STATES
+    ):
+        await callback.answer(texts.STALE_BUTTON)
+        await _show_current(bot, chat_id, state, session, linked_user, data)
+        return
+    await callback.answer()
+    draft_id, position = callback_data.draft_id, callback_data.position
+    action = callback_data.action
+    if action == SlotActionKind.SKIP:
+        await state.set_state(Walk.choosing_skip_reason)
+        await edit_card(
+            bot, chat_id, state, texts.CHOOSE_SKIP_REASON, skip_reasons_keyboard(draft_id, position)
+        )
+    elif action == SlotActionKind.REASON:
+        slot = await walk.skip_slot(
+            session,
+            draft_id=draft_id,
+            position=position,
+            reason=reason_of(callback_data.arg),
+            user_id=linked_user.id,
+            now=_now(),
+        )
+        if slot is None:
+            current_slot = await walk.slot_at(session, draft_id, position)
+            assert current_slot is not None
+            await show_slot(
+                bot,
+                chat_id,
+                state,
+                session,
+                linked_user,
+                current_slot,
+                note=texts.SENDING_NOW,
+                edit=True,
+            )
+            return
+        await show_next(
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            draft_id,
+            position,
+            old_becomes=texts.done_line(slot),
+        )
+    elif action == SlotActionKind.BACK:
+        target = await walk.slot_at(session, draft_id, max(position - 1, 0))
+        assert target is not None
+        await show_slot(bot, chat_id, state, session, linked_user, target, edit=True)
+    elif action == SlotActionKind.JUMP:
+        await state.set_state(Walk.entering_apartment)
+        await edit_card(
+            bot, chat_id, state, texts.ASK_APARTMENT, back_to_card_keyboard(draft_id, position)
+        )
+    elif action in (SlotActionKind.CARD, SlotActionKind.RETYPE):
+        slot = await walk.slot_at(session, draft_id, position)
+        assert slot is not None
+        await show_slot(bot, chat_id, state, session, linked_user, slot, edit=True)
+    elif action == SlotActionKind.KEEP:
+        await _keep_confirmed(
+            bot, chat_id, state, session, linked_user, settings, data, callback_data
+        )
+    elif action == SlotActionKind.SEND:
+        await _ask_or_send(
+            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+        )
+    elif action == SlotActionKind.EXIT:
+        await state.clear()
+        await edit_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+
+_WALK_STATES = {
+    Walk.entering_value.state,
+    Walk.confirming_value.state,
+    Walk.choosing_skip_reason.state,
+    Walk.entering_apartment.state,
+}
+
+
+async def _keep_confirmed(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    settings: Settings,
+    data: dict[str, object],
+    callback_data: SlotAction,
+) -> None:
+    pending = data.get("pending")
+    if not isinstance(pending, str) or pending != callback_data.arg:
+        slot = await walk.slot_at(session, callback_data.draft_id, callback_data.position)
+        assert slot is not None
+        await show_slot(bot, chat_id, state, session, user, slot, edit=True)
+        return
+    message_id = data.get("pending_message")
+    outcome = await walk.enter_value(
+        session,
+        draft_id=callback_data.draft_id,
+        position=callback_data.position,
+        text=pending,
+        jump_limit=settings.JUMP_LIMIT,
+        confirmed_value=pending,
+        user_id=user.id,
+        message_id=message_id if isinstance(message_id, int) else None,
+        now=_now(),
+    )
+    if isinstance(outcome, walk.Saved):
+        await show_next(
+            bot,
+            chat_id,
+            state,
+            session,
+            user,
+            callback_data.draft_id,
+            callback_data.position,
+            old_becomes=texts.done_line(outcome.slot),
+        )
+    else:
+        await show_slot(bot, chat_id, state, session, user, outcome.slot, edit=True)
+
+
+async def _show_current(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    data: dict[str, object],
+) -> None:
+    draft_id, position = data.get("draft_id"), data.get("position")
+    if not isinstance(draft_id, int) or not isinstance(position, int):
+        await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+        return
+    slot = await walk.slot_at(session, draft_id, position)
+    if slot is None:
+        await show_review(bot, chat_id, state, session, draft_id)
+        return
+    await show_slot(bot, chat_id, state, session, user, slot)
+
+
+# --- review and sending ---------------------------------------------------------------
+
+
+async def review_action(
+    callback: CallbackQuery,
+    callback_data: ReviewAction,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+) -> None:
+    assert callback.message is not None
+    chat_id = callback.message.chat.id
+    data = await state.get_data()
+    if data.get("draft_id") != callback_data.draft_id or callback.message.message_id != data.get(
+        "card_id"
+    ):
+        await callback.answer(texts.STALE_BUTTON)
+        await _show_current(bot, chat_id, state, session, linked_user, data)
+        return
+    await callback.answer()
+    draft_id = callback_data.draft_id
+    if callback_data.action == ReviewActionKind.RETURN:
+        await show_next(bot, chat_id, state, session, linked_user, draft_id, -1, edit=True)
+    elif callback_data.action == ReviewActionKind.SEND:
+        await _ask_or_send(
+            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+        )
+    else:
+        await _send(
+            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+        )
+
+
+async def _ask_or_send(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+    draft_id: int,
+) -> None:
+    progress = await walk.progress(session, draft_id)
+    if progress.empty:
+        await state.set_state(Walk.reviewing)
+        await state.update_data(draft_id=draft_id)
+        await edit_card(
+            bot, chat_id, state, texts.NOT_ALL_FILLED, not_all_filled_keyboard(draft_id)
+        )
+        return
+    await _send(bot, chat_id, state, session, user, session_pool, billing, credentials, draft_id)
+
+
+async def _send(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+    draft_id: int,
+) -> None:
+    batch_id = await submission.create_batch(
+        session, draft_id=draft_id, user_id=user.id, chat_id=chat_id, now=_now()
+    )
+    if batch_id is None:
+        progress = await walk.progress(session, draft_id)
+        note = texts.NOTHING_TO_SEND
+        await edit_card(
+            bot,
+            chat_id,
+            state,
+            f"{note}\n\n{texts.review(progress, [])}",
+            review_keyboard(draft_id),
+        )
+        return
+    await edit_card(bot, chat_id, state, texts.SENDING, None)
+    result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
+    await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
+    session.expire_all()
+    if result.status == SubmissionStatus.SENT and result.rejected:
+        # Rejected values go back to the draft: walk straight to the first of them.
+        await show_next(bot, chat_id, state, session, user, draft_id, -1)
+        return
+    await state.clear()
+    await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+
+# --- edits of typed values ---------------------------------------------------------------
+
+
+async def value_edited(
+    edited_message: Message,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    settings: Settings,
+) -> None:
+    assert edited_message.text is not None
+    slot = await walk.slot_by_message(session, linked_user.id, edited_message.message_id)
+    if slot is None or slot.status == SlotStatus.SKIPPED:
+        await edited_message.reply(texts.EDIT_NOT_A_READING)
+        return
+    outcome = await walk.enter_value(
+        session,
+        draft_id=slot.draft_id,
+        position=slot.position,
+        text=edited_message.text,
+        jump_limit=settings.JUMP_LIMIT,
+        user_id=linked_user.id,
+        message_id=edited_message.message_id,
+        now=_now(),
+    )
+    if isinstance(outcome, walk.Saved):
+        await edited_message.reply(texts.edit_applied(outcome.slot))
+    elif isinstance(outcome, walk.Refused):
+        await edited_message.reply(texts.edit_refused(outcome.problem))
+    elif isinstance(outcome, walk.NeedsConfirmation):
+        await edited_message.reply(texts.edit_needs_confirmation(outcome.warning, outcome.value))
+    else:
+        await edited_message.reply(texts.EDIT_ALREADY_SENDING)
+
+
+async def edit_not_a_reading(edited_message: Message) -> None:
+    await edited_message.reply(texts.EDIT_NOT_A_READING)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    for observer in (router.message, router.callback_query, router.edited_message):
+        observer.filter(LinkedUser())
+    router.callback_query.register(
+        building_chosen, BuildingChosen.filter(F.purpose == Purpose.SEND)
+    )
+    router.callback_query.register(slot_action, SlotAction.filter())
+    router.callback_query.register(review_action, ReviewAction.filter())
+
+    typing_states = (Walk.entering_value, Walk.confirming_value, Walk.choosing_skip_reason)
+    not_command = ~F.text.startswith("/")
+    router.message.register(forwarded_refused, F.forward_origin, F.text)
+    for state in typing_states:
+        router.message.register(value_entered, state, F.text, not_command)
+        router.message.register(value_invalid, state, ~F.text)
+    router.message.register(apartment_entered, Walk.entering_apartment, F.text, not_command)
+    router.message.register(value_invalid, Walk.entering_apartment, ~F.text)
+    router.edited_message.register(value_edited, F.text)
+    router.edited_message.register(edit_not_a_reading)
+    return router

@@ -1,0 +1,217 @@
+"""«Просмотр показаний приборов» and «Настройки»."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import texts
+from billing_client.base import Billing
+from billing_client.errors import NotFound
+from handlers.buildings import show_buildings
+from handlers.filters import LinkedUser
+from handlers.live import edit_card
+from keyboards.callbacks import (
+    BuildingChosen,
+    MenuAction,
+    MenuCallback,
+    Purpose,
+    SettingsAction,
+    ViewPage,
+)
+from keyboards.readings import view_keyboard
+from services.buildings import BuildingDirectory
+from services.credentials import CredentialsProvider
+from services.preferences import toggle_show_previous
+from services.viewing import accepted_page, shift_period
+from storage.models import TelegramUser
+
+
+async def _render_view(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+    billing: Billing,
+    building_id: str,
+    period: str | None,
+    page: int,
+) -> None:
+    assert user.account_id is not None
+    auth = await credentials.auth_for(session, user.account_id)
+    building = await directory.get(user.account_id, auth, building_id)
+    try:
+        if building is None:
+            raise NotFound
+        result = await accepted_page(billing, auth, building_id, period, page)
+    except NotFound:
+        await show_buildings(
+            bot,
+            chat_id,
+            state,
+            session,
+            user,
+            directory,
+            credentials,
+            Purpose.VIEW,
+            note=texts.BUILDING_GONE,
+            edit=True,
+        )
+        return
+    lines = [texts.view_header(building.address, result.period)]
+    if result.lines:
+        lines += [
+            texts.view_line(ln.apartment, ln.serial_number, ln.tariff, ln.value, ln.taken)
+            for ln in result.lines
+        ]
+    else:
+        lines.append(texts.view_empty(result.period))
+    current = (await billing.meters(auth, building_id)).period if period is None else None
+    later = None if current else shift_period(result.period, 1)
+    await edit_card(
+        bot,
+        chat_id,
+        state,
+        "\n".join(lines),
+        view_keyboard(
+            building_id,
+            result.period,
+            page=result.page,
+            pages=result.pages,
+            earlier=shift_period(result.period, -1),
+            later=later,
+        ),
+    )
+
+
+async def view_building_chosen(
+    callback: CallbackQuery,
+    callback_data: BuildingChosen,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+    billing: Billing,
+) -> None:
+    await callback.answer()
+    assert callback.message is not None
+    await state.clear()
+    await state.update_data({"card_id": callback.message.message_id})
+    await _render_view(
+        bot,
+        callback.message.chat.id,
+        state,
+        session,
+        linked_user,
+        directory,
+        credentials,
+        billing,
+        callback_data.building_id,
+        None,
+        0,
+    )
+
+
+async def view_page(
+    callback: CallbackQuery,
+    callback_data: ViewPage,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+    directory: BuildingDirectory,
+    credentials: CredentialsProvider,
+    billing: Billing,
+) -> None:
+    await callback.answer()
+    assert callback.message is not None
+    await state.update_data({"card_id": callback.message.message_id})
+    await _render_view(
+        bot,
+        callback.message.chat.id,
+        state,
+        session,
+        linked_user,
+        directory,
+        credentials,
+        billing,
+        callback_data.building_id,
+        callback_data.period,
+        callback_data.page,
+    )
+
+
+def _settings_keyboard(show_previous: bool) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=texts.toggle_previous(show_previous),
+                    callback_data=SettingsAction(toggle="previous").pack(),
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    text=texts.BTN_EXIT,
+                    callback_data=MenuCallback(action=MenuAction.HOME).pack(),
+                )
+            ],
+        ]
+    )
+
+
+async def on_settings(
+    callback: CallbackQuery, bot: Bot, state: FSMContext, linked_user: TelegramUser
+) -> None:
+    await callback.answer()
+    assert callback.message is not None
+    await state.clear()
+    await state.update_data({"card_id": callback.message.message_id})
+    await edit_card(
+        bot,
+        callback.message.chat.id,
+        state,
+        texts.SETTINGS_TITLE,
+        _settings_keyboard(linked_user.show_previous),
+    )
+
+
+async def setting_toggled(
+    callback: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser,
+) -> None:
+    assert callback.message is not None
+    shown = await toggle_show_previous(session, linked_user)
+    await callback.answer(texts.settings_saved(shown))
+    await edit_card(
+        bot,
+        callback.message.chat.id,
+        state,
+        texts.SETTINGS_TITLE,
+        _settings_keyboard(shown),
+        message_id=callback.message.message_id,
+    )
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.filter(LinkedUser())
+    router.callback_query.register(
+        view_building_chosen, BuildingChosen.filter(F.purpose == Purpose.VIEW)
+    )
+    router.callback_query.register(view_page, ViewPage.filter())
+    router.callback_query.register(
+        on_settings, MenuCallback.filter(F.action == MenuAction.SETTINGS)
+    )
+    router.callback_query.register(setting_toggled, SettingsAction.filter())
+    return router

@@ -1,0 +1,86 @@
+"""The account's buildings: fetched from billing once, searched in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from billing_client.base import Billing, BillingAuth
+from billing_client.models import Building
+from services.search import BuildingIndex, Match
+
+PAGE_SIZE = 8
+CACHE_SECONDS = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class BuildingPage:
+    """One page of the building list."""
+
+    buildings: list[Building]
+    page: int
+    pages: int
+
+
+class BuildingDirectory:
+    """Per-account cache of the building list and its search index.
+
+    A company's list changes rarely; fetching thousands of buildings on every
+    keystroke would make search slow and load billing for nothing.
+    """
+
+    def __init__(
+        self,
+        billing: Billing,
+        *,
+        ttl: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._billing = billing
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, BuildingIndex[Building], dict[str, Building]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _entry(
+        self, account_id: str, auth: BillingAuth
+    ) -> tuple[BuildingIndex[Building], dict[str, Building]]:
+        cached = self._cache.get(account_id)
+        if cached is not None and self._clock() - cached[0] < self._ttl:
+            return cached[1], cached[2]
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(account_id)
+            if cached is not None and self._clock() - cached[0] < self._ttl:
+                return cached[1], cached[2]
+            listing = await self._billing.buildings(auth)
+            index = BuildingIndex(listing.buildings)
+            by_id = {building.id: building for building in listing.buildings}
+            self._cache[account_id] = (self._clock(), index, by_id)
+            return index, by_id
+
+    async def page(self, account_id: str, auth: BillingAuth, page: int) -> BuildingPage:
+        """Page `page` (0-based, clamped) of the buildings in a stable order."""
+        index, _ = await self._entry(account_id, auth)
+        ordered = index.in_order()
+        pages = max(1, -(-len(ordered) // PAGE_SIZE))
+        page = min(max(page, 0), pages - 1)
+        start = page * PAGE_SIZE
+        return BuildingPage(ordered[start : start + PAGE_SIZE], page, pages)
+
+    async def search(self, account_id: str, auth: BillingAuth, query: str) -> list[Building]:
+        """The best matches for a typed street and/or house, best first."""
+        index, _ = await self._entry(account_id, auth)
+        matches: list[Match[Building]] = index.search(query, limit=PAGE_SIZE)
+        return [match.building for match in matches]
+
+    async def get(self, account_id: str, auth: BillingAuth, building_id: str) -> Building | None:
+        """One building of the account by id, or None if the account does not serve it."""
+        _, by_id = await self._entry(account_id, auth)
+        return by_id.get(building_id)
+
+    def forget(self, account_id: str) -> None:
+        """Drop the cached list (e.g. after an import changed it)."""
+        self._cache.pop(account_id, None)

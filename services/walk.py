@@ -1,0 +1,477 @@
+"""The walk through a building: its draft, one slot at a time, values and skips.
+
+A draft is shared by every inspector of the account for one building and period;
+each value is committed before the bot answers, so nothing typed is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_client.models import Building, BuildingMeters, Meter
+from services.apartments import apartment_sort_key, find_apartment
+from services.values import (
+    ParsedReading,
+    PlausibilityWarning,
+    ValueProblem,
+    check_plausibility,
+    parse_reading,
+)
+from storage.models import Draft, DraftSlot, SlotStatus
+
+TARIFF_ORDER = {"день": 0, "пик": 0, "полупик": 1, "ночь": 2}
+
+OPEN_STATUSES = (SlotStatus.EMPTY, SlotStatus.REJECTED)
+EDITABLE_STATUSES = (
+    SlotStatus.EMPTY,
+    SlotStatus.FILLED,
+    SlotStatus.SKIPPED,
+    SlotStatus.REJECTED,
+    SlotStatus.ACCEPTED,
+)
+
+
+class SkipReason(StrEnum):
+    """Why a reading was not taken (the inspectors' own categories)."""
+
+    NO_ACCESS = "no_access"
+    BROKEN = "broken"
+    UNREADABLE = "unreadable"
+    REPLACED = "replaced"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One value to enter, as the card shows it."""
+
+    draft_id: int
+    position: int
+    meter_id: str
+    apartment: str
+    serial_number: str
+    digits: int
+    fraction_digits: int
+    tariff: str | None
+    previous_value: str | None
+    previous_date: date | None
+    status: SlotStatus
+    value: str | None
+    skip_reason: str | None
+    warning: str | None
+    rejection_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counts for the header and the review."""
+
+    draft_id: int
+    building_id: str
+    address: str
+    period: str
+    apartments: int
+    total: int
+    filled: int  # a value is there: waiting, being sent or accepted
+    skipped: int
+    empty: int
+    rejected: int
+    to_send: int
+    warnings: int
+
+    @property
+    def done(self) -> int:
+        return self.filled + self.skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsConfirmation:
+    slot: Slot
+    value: str
+    warning: PlausibilityWarning
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    slot: Slot
+    problem: ValueProblem
+
+
+@dataclass(frozen=True, slots=True)
+class NotEditable:
+    """The slot's value is on its way to billing right now."""
+
+    slot: Slot
+
+
+ValueOutcome = Saved | NeedsConfirmation | Refused | NotEditable
+
+
+def _slot(row: DraftSlot) -> Slot:
+    return Slot(
+        draft_id=row.draft_id,
+        position=row.position,
+        meter_id=row.meter_id,
+        apartment=row.apartment,
+        serial_number=row.serial_number,
+        digits=row.digits,
+        fraction_digits=row.fraction_digits,
+        tariff=row.tariff,
+        previous_value=row.previous_value,
+        previous_date=row.previous_date,
+        status=SlotStatus(row.status),
+        value=row.value,
+        skip_reason=row.skip_reason,
+        warning=row.warning,
+        rejection_message=row.rejection_message,
+    )
+
+
+def _walking_order(meters: Sequence[Meter]) -> list[Meter]:
+    return sorted(
+        meters,
+        key=lambda m: (
+            apartment_sort_key(m.apartment),
+            m.serial_number,
+            TARIFF_ORDER.get((m.tariff or "").casefold(), 3),
+            m.id,
+        ),
+    )
+
+
+async def open_building(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    building: Building,
+    meters: BuildingMeters,
+    now: datetime,
+) -> Progress:
+    """Create or refresh the building's draft from billing's slot list, keeping values.
+
+    Slots that billing no longer lists are dropped unless a value waits in them;
+    new ones are added; the walking order is recomputed.
+    """
+    draft = (
+        await session.execute(
+            select(Draft).where(
+                Draft.account_id == account_id,
+                Draft.building_id == building.id,
+                Draft.period == meters.period,
+            )
+        )
+    ).scalar_one_or_none()
+    ordered = _walking_order(meters.meters)
+    if draft is None:
+        draft = Draft(
+            account_id=account_id,
+            building_id=building.id,
+            period=meters.period,
+            address=building.address,
+            refreshed_at=now,
+        )
+        session.add(draft)
+        await session.flush()
+        existing: dict[str, DraftSlot] = {}
+    else:
+        rows = (
+            (await session.execute(select(DraftSlot).where(DraftSlot.draft_id == draft.id)))
+            .scalars()
+            .all()
+        )
+        existing = {row.meter_id: row for row in rows}
+        draft.address = building.address
+        draft.refreshed_at = now
+
+    listed = {meter.id for meter in ordered}
+    gone = [
+        row.id
+        for meter_id, row in existing.items()
+        if meter_id not in listed and row.status in (SlotStatus.EMPTY, SlotStatus.SKIPPED)
+    ]
+    if gone:
+        await session.execute(delete(DraftSlot).where(DraftSlot.id.in_(gone)))
+    new_rows = []
+    for position, meter in enumerate(ordered):
+        previous_value = meter.previous.value if meter.previous else None
+        previous_date = meter.previous.date if meter.previous else None
+        row = existing.get(meter.id)
+        if row is None:
+            new_rows.append(
+                {
+                    "draft_id": draft.id,
+                    "position": position,
+                    "meter_id": meter.id,
+                    "apartment": meter.apartment,
+                    "serial_number": meter.serial_number,
+                    "digits": meter.digits,
+                    "fraction_digits": meter.fraction_digits,
+                    "tariff": meter.tariff,
+                    "previous_value": previous_value,
+                    "previous_date": previous_date,
+                    "status": SlotStatus.EMPTY,
+                }
+            )
+            continue
+        row.position = position
+        row.apartment = meter.apartment
+        row.serial_number = meter.serial_number
+        row.digits = meter.digits
+        row.fraction_digits = meter.fraction_digits
+        row.tariff = meter.tariff
+        row.previous_value = previous_value
+        row.previous_date = previous_date
+    if new_rows:
+        await session.execute(insert(DraftSlot), new_rows)
+    draft.apartments = len({meter.apartment for meter in ordered})
+    draft.slots_total = len(ordered) + sum(
+        1 for meter_id, row in existing.items() if meter_id not in listed and row.id not in gone
+    )
+    await session.commit()
+    return await progress(session, draft.id)
+
+
+async def find_draft(
+    session: AsyncSession, account_id: str, building_id: str, period: str
+) -> int | None:
+    """The id of an existing draft, if the building was opened this period."""
+    return (
+        await session.execute(
+            select(Draft.id).where(
+                Draft.account_id == account_id,
+                Draft.building_id == building_id,
+                Draft.period == period,
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def progress(session: AsyncSession, draft_id: int) -> Progress:
+    """Counts of the draft's slots by status (one grouped query)."""
+    draft = await session.get(Draft, draft_id)
+    if draft is None:
+        msg = f"draft {draft_id} does not exist"
+        raise LookupError(msg)
+    counts: dict[str, int] = {}
+    rows = await session.execute(
+        select(DraftSlot.status, func.count())
+        .where(DraftSlot.draft_id == draft_id)
+        .group_by(DraftSlot.status)
+    )
+    for status, count in rows.all():
+        counts[str(status)] = int(count)
+    warnings = (
+        await session.execute(
+            select(func.count()).where(
+                DraftSlot.draft_id == draft_id,
+                DraftSlot.warning.is_not(None),
+                DraftSlot.status != SlotStatus.EMPTY,
+            )
+        )
+    ).scalar_one()
+    filled = sum(
+        counts.get(status, 0)
+        for status in (SlotStatus.FILLED, SlotStatus.SENDING, SlotStatus.ACCEPTED)
+    )
+    return Progress(
+        draft_id=draft.id,
+        building_id=draft.building_id,
+        address=draft.address,
+        period=draft.period,
+        apartments=draft.apartments,
+        total=sum(counts.values()),
+        filled=filled,
+        skipped=counts.get(SlotStatus.SKIPPED, 0),
+        empty=counts.get(SlotStatus.EMPTY, 0),
+        rejected=counts.get(SlotStatus.REJECTED, 0),
+        to_send=counts.get(SlotStatus.FILLED, 0),
+        warnings=int(warnings),
+    )
+
+
+async def slot_at(session: AsyncSession, draft_id: int, position: int) -> Slot | None:
+    """The slot at `position` in walking order, or None past the end."""
+    row = (
+        await session.execute(
+            select(DraftSlot).where(DraftSlot.draft_id == draft_id, DraftSlot.position == position)
+        )
+    ).scalar_one_or_none()
+    return _slot(row) if row else None
+
+
+async def next_open(session: AsyncSession, draft_id: int, after: int = -1) -> Slot | None:
+    """The first slot after `after` that still needs a value (empty or rejected)."""
+    row = (
+        await session.execute(
+            select(DraftSlot)
+            .where(
+                DraftSlot.draft_id == draft_id,
+                DraftSlot.position > after,
+                DraftSlot.status.in_(OPEN_STATUSES),
+            )
+            .order_by(DraftSlot.position)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return _slot(row) if row else None
+
+
+async def warned_slots(session: AsyncSession, draft_id: int) -> list[Slot]:
+    """Slots whose value was kept after a below-previous or big-jump warning."""
+    rows = await session.execute(
+        select(DraftSlot)
+        .where(
+            DraftSlot.draft_id == draft_id,
+            DraftSlot.warning.is_not(None),
+            DraftSlot.status != SlotStatus.EMPTY,
+        )
+        .order_by(DraftSlot.position)
+    )
+    return [_slot(row) for row in rows.scalars()]
+
+
+async def apartment_position(session: AsyncSession, draft_id: int, query: str) -> int | None:
+    """Where the apartment the inspector typed starts, or None."""
+    rows = await session.execute(
+        select(DraftSlot.position, DraftSlot.apartment)
+        .where(DraftSlot.draft_id == draft_id)
+        .order_by(DraftSlot.position)
+    )
+    positions, apartments = [], []
+    for position, apartment in rows.all():
+        positions.append(position)
+        apartments.append(apartment)
+    index = find_apartment(query, apartments)
+    return positions[index] if index is not None else None
+
+
+async def enter_value(
+    session: AsyncSession,
+    *,
+    draft_id: int,
+    position: int,
+    text: str,
+    jump_limit: int,
+    confirmed_value: str | None = None,
+    user_id: int,
+    message_id: int | None,
+    now: datetime,
+) -> ValueOutcome:
+    """Validate what was typed for a slot and keep it (committed) if it may be kept.
+
+    A value below the previous reading or far above it is kept only when the
+    inspector already confirmed exactly that value (`confirmed_value`).
+    """
+    row = await _slot_row(session, draft_id, position)
+    slot = _slot(row)
+    if row.status == SlotStatus.SENDING:
+        return NotEditable(slot)
+    parsed = parse_reading(text, row.digits, row.fraction_digits)
+    if isinstance(parsed, ValueProblem):
+        return Refused(slot, parsed)
+    warning = check_plausibility(parsed.value, row.previous_value, jump_limit)
+    if warning is not None and confirmed_value != parsed.value:
+        return NeedsConfirmation(slot, parsed.value, warning)
+    return Saved(
+        await _store(
+            session,
+            row,
+            value=parsed,
+            warning=warning.kind.value if warning else None,
+            user_id=user_id,
+            message_id=message_id,
+            now=now,
+        )
+    )
+
+
+async def skip_slot(
+    session: AsyncSession,
+    *,
+    draft_id: int,
+    position: int,
+    reason: SkipReason,
+    user_id: int,
+    now: datetime,
+) -> Slot | None:
+    """Mark a slot as skipped with a reason; None if it is being sent right now."""
+    row = await _slot_row(session, draft_id, position)
+    if row.status == SlotStatus.SENDING:
+        return None
+    row.status = SlotStatus.SKIPPED
+    row.value = None
+    row.warning = None
+    row.skip_reason = reason.value
+    row.entered_by = user_id
+    row.entered_at = now
+    row.source_message_id = None
+    row.rejection_code = row.rejection_message = None
+    await session.commit()
+    return _slot(row)
+
+
+async def slot_by_message(session: AsyncSession, user_id: int, message_id: int) -> Slot | None:
+    """The slot a user's message filled (to apply an edit of that message)."""
+    row = (
+        await session.execute(
+            select(DraftSlot)
+            .where(DraftSlot.entered_by == user_id, DraftSlot.source_message_id == message_id)
+            .order_by(DraftSlot.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return _slot(row) if row else None
+
+
+async def _slot_row(session: AsyncSession, draft_id: int, position: int) -> DraftSlot:
+    row = (
+        await session.execute(
+            select(DraftSlot).where(DraftSlot.draft_id == draft_id, DraftSlot.position == position)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        msg = f"no slot {position} in draft {draft_id}"
+        raise LookupError(msg)
+    return row
+
+
+async def _store(
+    session: AsyncSession,
+    row: DraftSlot,
+    *,
+    value: ParsedReading,
+    warning: str | None,
+    user_id: int,
+    message_id: int | None,
+    now: datetime,
+) -> Slot:
+    row.status = SlotStatus.FILLED
+    row.value = value.value
+    row.warning = warning
+    row.skip_reason = None
+    row.entered_by = user_id
+    row.entered_at = now
+    row.source_message_id = message_id
+    row.rejection_code = row.rejection_message = None
+    await session.commit()
+    return _slot(row)
+
+
+async def reset_sending(session: AsyncSession, submission_id: int) -> None:
+    """Give a failed batch's slots back to the draft (not committed)."""
+    await session.execute(
+        update(DraftSlot)
+        .where(DraftSlot.submission_id == submission_id, DraftSlot.status == SlotStatus.SENDING)
+        .values(status=SlotStatus.FILLED, submission_id=None)
+    )
