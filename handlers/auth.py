@@ -1,0 +1,222 @@
+"""Linking a Telegram user to the company's account: /start, login, password, /logout.
+
+The login is kept in FSM data between the two messages (it is not a secret); the
+password goes from the message straight to the service as a SecretStr and is
+deleted from the chat before billing is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import Message
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import texts
+from billing_client.base import Billing
+from handlers.live import new_card
+from keyboards.menu import main_menu_keyboard
+from services.accounts import (
+    MAX_INPUT_LENGTH,
+    BillingDown,
+    Linked,
+    LinkResult,
+    Throttled,
+    WrongCredentials,
+    company_name,
+    link_account,
+    logout,
+    minutes_until_login_allowed,
+)
+from services.credentials import CredentialsProvider
+from storage.models import TelegramUser
+
+log = logging.getLogger(__name__)
+
+
+class Login(StatesGroup):
+    entering_login = State()
+    entering_password = State()
+
+
+# --- /start and /logout ------------------------------------------------------
+
+
+async def cmd_start(
+    message: Message,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    linked_user: TelegramUser | None,
+) -> None:
+    await state.clear()
+    if linked_user is None or linked_user.account_id is None:
+        await state.set_state(Login.entering_login)
+        await message.answer(texts.LOGIN_GREETING)
+        return
+    company = await company_name(session, linked_user.account_id)
+    text = texts.WELCOME_BACK.format(company=texts.esc(company or ""))
+    await new_card(bot, message.chat.id, state, text, main_menu_keyboard())
+
+
+async def cmd_logout(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    credentials: CredentialsProvider,
+    linked_user: TelegramUser | None,
+) -> None:
+    await state.clear()
+    if linked_user is None:
+        await message.answer(texts.NOT_LOGGED_IN)
+        return
+    await logout(session, credentials, linked_user.id)
+    await message.answer(texts.LOGGED_OUT)
+
+
+# --- the login ---------------------------------------------------------------
+
+
+async def login_entered(message: Message, state: FSMContext, session: AsyncSession) -> None:
+    login = (message.text or "").strip()
+    if len(login) > MAX_INPUT_LENGTH:
+        await message.answer(texts.LOGIN_TOO_LONG.format(limit=MAX_INPUT_LENGTH))
+        return
+    if message.from_user is None:
+        return
+    # Said now rather than after the password: no reason to make them type it for nothing.
+    wait = await minutes_until_login_allowed(
+        session, telegram_user_id=message.from_user.id, login=login, now=datetime.now(UTC)
+    )
+    if wait is not None:
+        await message.answer(texts.LOGIN_THROTTLED.format(minutes=wait))
+        return
+    await state.update_data(login=login)
+    await state.set_state(Login.entering_password)
+    await message.answer(texts.ASK_PASSWORD)
+
+
+async def login_not_text(message: Message) -> None:
+    await message.answer(texts.LOGIN_EXPECTED_AS_TEXT)
+
+
+# --- the password ------------------------------------------------------------
+
+
+async def delete_password_message(bot: Bot, message: Message) -> None:
+    """Delete the message at once; a failure must not stop the login."""
+    try:
+        await bot.delete_message(message.chat.id, message.message_id)
+    except TelegramBadRequest as exc:
+        if "message to delete not found" not in exc.message:
+            log.warning("Could not delete a password message: %s", exc.message)
+    except TelegramAPIError as exc:
+        log.warning("Could not delete a password message: %s", type(exc).__name__)
+
+
+async def password_entered(
+    message: Message,
+    state: FSMContext,
+    bot: Bot,
+    session: AsyncSession,
+    billing: Billing,
+    credentials: CredentialsProvider,
+) -> None:
+    await delete_password_message(bot, message)
+    password = SecretStr(message.text or "")
+    if len(password.get_secret_value()) > MAX_INPUT_LENGTH:
+        await message.answer(texts.PASSWORD_TOO_LONG.format(limit=MAX_INPUT_LENGTH))
+        return
+    login = (await state.get_data()).get("login")
+    if not isinstance(login, str) or message.from_user is None:
+        # FSM data lost (e.g. an old storage row): ask from the start, not fail.
+        await state.set_state(Login.entering_login)
+        await message.answer(texts.LOGIN_FORGOTTEN)
+        return
+    result = await link_account(
+        session,
+        billing,
+        credentials,
+        telegram_user_id=message.from_user.id,
+        full_name=message.from_user.full_name,
+        username=message.from_user.username,
+        login=login,
+        password=password,
+        now=datetime.now(UTC),
+    )
+    await show_link_result(message, bot, state, result)
+
+
+async def password_not_text(message: Message, bot: Bot) -> None:
+    # A caption, a photo of a note or a voice message may carry the password too.
+    await delete_password_message(bot, message)
+    await message.answer(texts.PASSWORD_EXPECTED_AS_TEXT)
+
+
+# --- outcomes ----------------------------------------------------------------
+
+
+async def show_link_result(
+    message: Message, bot: Bot, state: FSMContext, result: LinkResult
+) -> None:
+    match result:
+        case Linked():
+            await login_succeeded(message, bot, state, result)
+        case WrongCredentials():
+            await login_invalid(message, state, result)
+        case Throttled():
+            await login_throttled(message, state, result)
+        case BillingDown():
+            await billing_unavailable(message)
+
+
+async def login_succeeded(message: Message, bot: Bot, state: FSMContext, result: Linked) -> None:
+    await state.clear()
+    text = texts.LOGGED_IN.format(company=texts.esc(result.account_name))
+    # The menu is the flow's card, so the next flow retires its buttons.
+    await new_card(bot, message.chat.id, state, text, main_menu_keyboard())
+
+
+async def login_invalid(message: Message, state: FSMContext, result: WrongCredentials) -> None:
+    # Back to the login: it may be the login that is wrong, not the password.
+    await state.set_data({})
+    await state.set_state(Login.entering_login)
+    if result.attempts_left == 0 and result.retry_in_minutes is not None:
+        await message.answer(texts.LOGIN_INVALID_LAST.format(minutes=result.retry_in_minutes))
+        return
+    await message.answer(texts.LOGIN_INVALID.format(attempts_left=result.attempts_left))
+
+
+async def login_throttled(message: Message, state: FSMContext, result: Throttled) -> None:
+    await state.set_data({})
+    await state.set_state(Login.entering_login)
+    await message.answer(texts.LOGIN_THROTTLED.format(minutes=result.minutes))
+
+
+async def billing_unavailable(message: Message) -> None:
+    # State and login kept: the next message is simply the password again.
+    await message.answer(texts.LOGIN_BILLING_UNAVAILABLE)
+
+
+def create_router() -> Router:
+    """/start, /logout and the two login steps; /cancel, /menu, /help stay in common."""
+    router = Router(name=__name__)
+    router.message.register(cmd_start, CommandStart())
+    router.message.register(cmd_logout, Command("logout"))
+    # Other commands fall through to their own handlers whatever the router order.
+    other_commands = ~Command(*texts.COMMANDS)
+    router.message.register(login_entered, Login.entering_login, F.text, other_commands)
+    router.message.register(login_not_text, Login.entering_login, ~F.text)
+    router.message.register(password_entered, Login.entering_password, F.text, other_commands)
+    router.message.register(password_not_text, Login.entering_password, ~F.text)
+    return router
+
+
+__all__ = ["Login", "create_router"]
