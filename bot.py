@@ -74,6 +74,7 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     # aiohttp's access log and aiogram's per-update lines are noise at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def create_bot(settings: Settings) -> Bot:
