@@ -16,12 +16,12 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_client.base import Billing
 from billing_client.errors import BillingError, InvalidCredentials, TooManyAttempts
 from billing_client.models import LoginResult
 from services.credentials import CredentialsProvider
@@ -35,6 +35,7 @@ __all__ = [
     "BillingDown",
     "LinkResult",
     "Linked",
+    "LogsIn",
     "Throttled",
     "WrongCredentials",
     "company_name",
@@ -91,9 +92,20 @@ class BillingDown:
 LinkResult = Linked | WrongCredentials | Throttled | BillingDown
 
 
+class LogsIn(Protocol):
+    """The one part of `Billing` that linking needs."""
+
+    async def login(self, login: str, password: SecretStr) -> LoginResult:
+        """Check credentials; raises InvalidCredentials, TooManyAttempts or BillingError."""
+        ...
+
+
 def login_key(login: str) -> str:
-    """The throttle's key of a login: equality without storing the login itself."""
-    return hashlib.sha256(login.strip().lower().encode("utf-8")).hexdigest()
+    """The throttle's key of a login: equality without storing the login itself.
+
+    Case-folded like billing compares logins, so "Demo " and "demo" share one count.
+    """
+    return hashlib.sha256(login.strip().casefold().encode("utf-8")).hexdigest()
 
 
 def _utc(moment: datetime) -> datetime:
@@ -280,7 +292,7 @@ async def _link_user(
 
 async def link_account(
     session: AsyncSession,
-    billing: Billing,
+    billing: LogsIn,
     credentials: CredentialsProvider,
     *,
     telegram_user_id: int,
