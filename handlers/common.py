@@ -9,12 +9,13 @@ from aiogram.types import CallbackQuery, Message
 
 import texts
 from handlers.filters import LinkedUser
-from handlers.live import edit_card, new_card
+from handlers.live import disarm_card, edit_card, new_card
 from keyboards.callbacks import MenuAction, MenuCallback
 from keyboards.menu import main_menu_keyboard
 
 
 async def cmd_menu(message: Message, bot: Bot, state: FSMContext) -> None:
+    await disarm_card(bot, message.chat.id, state)
     await state.clear()
     await new_card(bot, message.chat.id, state, texts.MAIN_MENU, main_menu_keyboard())
 
@@ -41,6 +42,7 @@ async def cmd_cancel(message: Message, bot: Bot, state: FSMContext) -> None:
     if await state.get_state() is None:
         await message.answer(texts.NOTHING_TO_CANCEL)
         return
+    await disarm_card(bot, message.chat.id, state)
     await state.clear()
     await new_card(bot, message.chat.id, state, texts.CANCELLED, main_menu_keyboard())
 

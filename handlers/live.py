@@ -36,6 +36,18 @@ async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str
     await state.update_data({CARD_KEY: None})
 
 
+async def disarm_card(bot: Bot, chat_id: int, state: FSMContext) -> None:
+    """Take the buttons off the live card (before the flow's state is cleared)."""
+    card_id = (await state.get_data()).get(CARD_KEY)
+    if not card_id:
+        return
+    try:
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=card_id, reply_markup=None)
+    except TelegramBadRequest as exc:
+        log.debug("Old card %s not disarmed: %s", card_id, exc.message)
+    await state.update_data({CARD_KEY: None})
+
+
 async def new_card(
     bot: Bot,
     chat_id: int,

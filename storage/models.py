@@ -98,7 +98,7 @@ class LoginAttempt(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     telegram_user_id: Mapped[int] = mapped_column(BigInteger)
-    # sha256 of the lower-cased login: the throttle needs equality, not the login itself
+    # sha256 of the case-folded login: the throttle needs equality, not the login itself
     login_key: Mapped[str] = mapped_column(String(64))
     succeeded: Mapped[bool] = mapped_column(Boolean)
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,23 +1,76 @@
-"""Smoke: the inspector links the demo account, chooses a building, enters and sends."""
+"""The inspector's walk through a building, end to end against the fake Bot API."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from storage.models import DraftSlot, SlotStatus, Submission
 from tests.conftest import App
+from tests.harness.phone import Phone
 
 
-async def test_demo_inspector_sends_first_reading(app: App) -> None:
-    phone = app.tg.user(user_id=1001, first_name="Иван", username="ivan")
+async def open_building(app: App, user_id: int = 1001) -> Phone:
+    phone = app.tg.user(user_id=user_id, first_name="Иван", username=f"ivan{user_id}")
     await phone.send_command("/start")
     await phone.wait_for("логин")
     await phone.ask("demo", until="пароль")
-    reply = await phone.ask("demo", until="Вы вошли")
-    assert "Главное меню" in reply.text
+    await phone.ask("demo", until="Вы вошли")
     await phone.tap("Передача показаний по дому", until="Выберите дом")
     card = await phone.ask("авиастраителей", until="Нашлось")
-    first = card.buttons[0][0]
-    await phone.tap(first, until="Квартира")
+    await phone.tap(card.buttons[0][0], until="Введите показание")
+    return phone
+
+
+async def slots(app: App) -> list[DraftSlot]:
+    async with app.session_pool() as session:
+        rows = await session.execute(select(DraftSlot).order_by(DraftSlot.position))
+        return list(rows.scalars())
+
+
+async def test_values_are_checked_kept_and_sent(app: App) -> None:
+    phone = await open_building(app)
+    first = (await slots(app))[0]
     card = phone.last_bot_message()
-    assert card is not None and "Введите показание" in card.text, phone.screen()
-    print(card.text)
-    reply = await phone.ask("abc", until="Показание — это только цифры")
-    print(reply.text)
+    assert card is not None and "Прибор 1 из" in card.text
+    assert f"Зав. номер: {first.serial_number}" in card.text
+
+    reply = await phone.ask("abc", until="только цифры")
+    assert "Введите показание" in reply.text
+    too_long = "9" * (first.digits + 1)
+    reply = await phone.ask(too_long, until="Слишком много цифр")
+    assert f"не больше {first.digits} цифр до запятой" in reply.text
+
+    value = first.previous_value or "1" * first.digits
+    reply = await phone.ask(value.replace(".", ","), until="Прибор 2 из")
+    stored = (await slots(app))[0]
+    assert stored.status == SlotStatus.FILLED
+    assert stored.entered_by == 1001
+    assert stored.value == value
+
+    await phone.tap("Пропустить", until="Почему пропускаем")
+    await phone.tap("Нет доступа", until="Прибор 3 из")
+    assert (await slots(app))[1].skip_reason == "no_access"
+
+    await phone.tap("Отправить", until="Не все поля заполнены. Вернуться к заполнению?")
+    reaction = await phone.tap("Отправить", until="Отправлено: 1")
+    assert reaction.answer is not None
+    await phone.wait_for("Главное меню")
+    rows = await slots(app)
+    assert rows[0].status == SlotStatus.ACCEPTED
+    async with app.session_pool() as session:
+        batches = list((await session.execute(select(Submission))).scalars())
+    assert len(batches) == 1
+
+
+async def test_old_buttons_do_not_act_on_the_wrong_slot(app: App) -> None:
+    phone = await open_building(app, user_id=1002)
+    old_card = phone.last_bot_message()
+    assert old_card is not None
+    value = (await slots(app))[0].previous_value or "1"
+    await phone.ask(value, until="Прибор 2 из")
+    rows = await slots(app)
+    assert rows[0].status == SlotStatus.FILLED  # the old card has no buttons left
+    shown = [m for m in phone.bot_messages() if m.buttons and not m.deleted]
+    assert len(shown) == 1, "at most one message with live buttons"
+    retired = next(m for m in phone.bot_messages() if m.message_id == old_card.message_id)
+    assert retired.text.startswith("✅") and not retired.buttons
