@@ -65,9 +65,7 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 
 @pytest.fixture
-async def app(
-    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path
-) -> AsyncIterator[App]:
+async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
     settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)

@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from storage.engine import create_engine
 from tests.harness.fake_telegram import FakeTelegram
-from tests.harness.fixtures import StartBot
+from tests.harness.process import StartBot
 
 
 async def test_start_is_answered_by_the_real_process(

@@ -59,7 +59,7 @@ def synthetic_buildings(count: int = BUILDING_COUNT, seed: int = SEED) -> list[B
         if identity not in seen:
             seen.add(identity)
             streets.append(street)
-    buildings = []
+    buildings: list[Building] = []
     for street in streets:
         for house in rng.sample(_HOUSES, HOUSES_PER_STREET):
             number = len(buildings) + 1
