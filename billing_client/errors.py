@@ -60,9 +60,18 @@ class BillingRequestError(BillingError):
 
 
 class BillingUnavailable(BillingError):
-    """Transient: timeout, connection error or 5xx. The outcome of a POST may be unknown."""
+    """Transient: timeout, connection error or 5xx. The outcome of a POST may be unknown.
+
+    `retry_after` is the server's Retry-After (seconds) when a 503 carried one.
+    """
 
     code = "unavailable"
+
+    def __init__(
+        self, message: str = "", *, retry_after: float | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class BillingProtocolError(BillingError):
