@@ -2,6 +2,7 @@
 
 See docs/testing.md. The parts:
     FakeTelegram   fake_telegram.py  the server (HTTP on 127.0.0.1), calls, faults, webhooks
+                   methods.py        the Bot API methods it implements
     Phone, Group   phone.py          the scripted user and group chats
     Screen         screen.py         what a phone shows, for assertions
     Faults         faults.py         429 / 5xx / rate limits / blocked users

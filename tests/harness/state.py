@@ -93,6 +93,13 @@ class ApiError(Exception):
         return body
 
 
+NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are exactly "
+    "the same as a current content and reply markup of the message"
+)
+QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+
+
 def bad_request(message: str, parameters: JsonDict | None = None) -> ApiError:
     return ApiError(400, f"Bad Request: {message}", parameters)
 
@@ -103,6 +110,12 @@ def forbidden(message: str) -> ApiError:
 
 def server_error(status: int, *, html: bool = False) -> ApiError:
     return ApiError(status, HTTPStatus(status).phrase, html_body=html)
+
+
+def commands_key(scope: Any, language_code: str) -> tuple[str, str]:
+    """Where setMyCommands stores a list: per scope and language, like Telegram."""
+    scope_dict = scope if isinstance(scope, dict) and scope else {"type": "default"}
+    return json.dumps(scope_dict, sort_keys=True), language_code
 
 
 @dataclass
