@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -66,8 +67,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -114,7 +119,18 @@ class HttpBilling(TokenAuthBilling):
         Retry-After exceeds `max_retry_after` is not waited for but raised as
         TooManyAttempts. `sleep` and `rng` exist so tests need not wait.
         """
-        self._base_url = base_url.rstrip("/")
+        parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            # aiohttp would turn user:password@ into an Authorization header, which
+            # clashes with the contract's bearer token: drop it, and say so.
+            logger.warning(
+                "BILLING_URL carries user info; it is ignored (billing API v1 uses tokens)"
+            )
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            netloc = f"{host}:{parts.port}" if parts.port is not None else host
+            parts = parts._replace(netloc=netloc)
+        self._base_url = urlunsplit(parts).rstrip("/")
         self._timeout = aiohttp.ClientTimeout(
             total=total_timeout, connect=connect_timeout, sock_connect=connect_timeout
         )

@@ -413,6 +413,8 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
     assert parse_retry_after("120") == 120
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after("-5") is None
     assert (
         parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30
     )
@@ -458,3 +460,19 @@ async def test_no_password_or_token_reaches_logs_or_error_texts(
         if record.name.startswith(("billing_client", "aiohttp"))
     )
     assert "13420" not in ours  # request bodies are not logged either
+
+
+async def test_user_info_in_the_billing_url_is_dropped_with_a_warning(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = served.base_url.replace("http://", "http://someone:s3cret@")
+
+    client = HttpBilling(url, retries=0)
+    try:
+        buildings = await client.buildings(auth())
+    finally:
+        await client.close()
+
+    assert len(buildings.buildings) == 2
+    assert "user info" in caplog.text
+    assert "s3cret" not in caplog.text
