@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -16,7 +17,11 @@ from pydantic import SecretStr
 
 from billing_client.auth import TokenAuthBilling
 from billing_client.base import BillingAuth
-from billing_client.embedded import AcceptanceWindow, EmbeddedBilling
+from billing_client.embedded import (
+    AcceptanceWindow,
+    EmbeddedBilling,
+    downgrade_billing_database,
+)
 from billing_client.http import HttpBilling
 from billing_client.models import Meter
 from billing_client.server import Faults, create_app
@@ -88,12 +93,26 @@ MAIN_ROWS = [
 OTHER_ROWS = [row("Гоголя ул.", "38", "5", "999", 5)]
 
 
+def database_url(tmp_path: Path) -> str:
+    """A fresh SQLite file, or BILLING_TEST_DATABASE_URL (e.g. a scratch PostgreSQL).
+
+    The variable lets the same tests prove the backend on PostgreSQL; that
+    database is emptied before each test, so never point it at real data.
+    """
+    return os.environ.get("BILLING_TEST_DATABASE_URL") or (
+        f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
+    )
+
+
 async def make_backend(
     tmp_path: Path, clock: FakeClock, *, window: AcceptanceWindow = WINDOW
 ) -> EmbeddedBilling:
-    """An embedded billing on a fresh SQLite file with the two test accounts."""
+    """An embedded billing on a fresh database with the two test accounts."""
+    url = database_url(tmp_path)
+    if not url.startswith("sqlite"):
+        await downgrade_billing_database(url, "base")
     backend = await EmbeddedBilling.open(
-        f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}",
+        url,
         timezone=TZ,
         window=window,
         clock=clock,

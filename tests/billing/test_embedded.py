@@ -31,6 +31,7 @@ from tests.billing.conftest import (
     PASSWORD,
     TZ,
     by_place,
+    database_url,
     row,
 )
 
@@ -385,6 +386,12 @@ def test_describe_billing_shows_no_secrets(
 # -- storage --------------------------------------------------------------------------------------
 
 
+sqlite_only = pytest.mark.skipif(
+    not database_url(Path("x")).startswith("sqlite"), reason="checks SQLite's own settings"
+)
+
+
+@sqlite_only
 async def test_sqlite_runs_with_wal_foreign_keys_and_full_sync(backend: EmbeddedBilling) -> None:
     async with backend._engine.connect() as connection:
         pragmas = {
@@ -414,6 +421,7 @@ def statements(backend: EmbeddedBilling) -> Iterator[list[tuple[str, Any]]]:
     event.remove(backend._engine.sync_engine, "before_cursor_execute", record)
 
 
+@sqlite_only
 async def test_the_hot_queries_use_indexes_not_table_scans(
     backend: EmbeddedBilling, statements: list[tuple[str, Any]]
 ) -> None:

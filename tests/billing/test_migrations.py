@@ -18,10 +18,14 @@ from billing_client.embedded.db import (
     upgrade_billing_database,
 )
 from billing_client.embedded.models import Base
+from tests.billing.conftest import database_url
 
 
-def url_in(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
+async def url_in(tmp_path: Path) -> str:
+    url = database_url(tmp_path)
+    if not url.startswith("sqlite"):
+        await downgrade_billing_database(url, "base")  # a scratch PostgreSQL: start empty
+    return url
 
 
 async def table_names(url: str) -> set[str]:
@@ -34,7 +38,7 @@ async def table_names(url: str) -> set[str]:
 
 
 async def test_every_revision_upgrades_downgrades_and_upgrades_again(tmp_path: Path) -> None:
-    url = url_in(tmp_path)
+    url = await url_in(tmp_path)
     chain = revisions()
     assert chain, "no billing migrations found"
 
@@ -51,7 +55,7 @@ async def test_every_revision_upgrades_downgrades_and_upgrades_again(tmp_path: P
 
 
 async def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    url = url_in(tmp_path)
+    url = await url_in(tmp_path)
     await upgrade_billing_database(url)
 
     def differences(connection: Connection) -> list[Any]:
@@ -71,7 +75,7 @@ async def test_the_migrations_build_exactly_the_models(tmp_path: Path) -> None:
 
 
 async def test_upgrading_twice_is_harmless(tmp_path: Path) -> None:
-    url = url_in(tmp_path)
+    url = await url_in(tmp_path)
 
     await upgrade_billing_database(url)
     await upgrade_billing_database(url)
