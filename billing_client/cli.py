@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe_error(exc), file=sys.stderr)
         return 2
     level = logging.getLevelName(settings.LOG_LEVEL)
-    if args.command != "serve":
+    if args.command != "serve" and level > logging.DEBUG:
         # The command prints its own result; log lines would only repeat it.
         level = max(level, logging.WARNING)
     logging.basicConfig(
@@ -311,4 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         _complain("прервано")
+        return 1
+    except Exception as exc:
+        # A bug, not the operator's mistake: one line here, the traceback with
+        # LOG_LEVEL=DEBUG.
+        logger.debug("unexpected failure", exc_info=True)
+        _complain(f"внутренняя ошибка ({type(exc).__name__}); подробности — с LOG_LEVEL=DEBUG")
         return 1
