@@ -514,6 +514,19 @@ async def _send(
     credentials: CredentialsProvider,
     draft_id: int,
 ) -> None:
+    # A batch left pending by an outage goes first, with its own key: a press of
+    # «Отправить» is also how the inspector retries it.
+    for pending_id in await submission.pending_for_draft(session, draft_id):
+        await edit_card(bot, chat_id, state, texts.SENDING, None)
+        result = await submission.attempt(
+            session_pool, billing, credentials, pending_id, now=_now()
+        )
+        await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
+        session.expire_all()
+        if result.status == SubmissionStatus.PENDING:
+            await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+            await state.clear()
+            return
     batch_id = await submission.create_batch(
         session, draft_id=draft_id, user_id=user.id, chat_id=chat_id, now=_now()
     )

@@ -117,6 +117,16 @@ async def pending_batches(session: AsyncSession, now: datetime) -> list[int]:
     return list(rows.scalars())
 
 
+async def pending_for_draft(session: AsyncSession, draft_id: int) -> list[int]:
+    """Batches of this draft still waiting for billing (e.g. after an outage)."""
+    rows = await session.execute(
+        select(Submission.id)
+        .where(Submission.draft_id == draft_id, Submission.status == SubmissionStatus.PENDING)
+        .order_by(Submission.id)
+    )
+    return list(rows.scalars())
+
+
 async def pending_count(session: AsyncSession) -> int:
     rows = await session.execute(
         select(Submission.id).where(Submission.status == SubmissionStatus.PENDING)

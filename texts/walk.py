@@ -282,8 +282,8 @@ SENDING = "Отправляю показания в энергосбыт…"
 def batch_result(result: BatchResult) -> str:
     if result.status == SubmissionStatus.PENDING:
         return (
-            f"Энергосбыт сейчас не отвечает. {result.sent} показаний сохранены и будут "
-            "отправлены автоматически — я сообщу результат."
+            f"Энергосбыт сейчас не отвечает. {result.sent} показаний сохранены и не потеряются: "
+            "откройте дом позже и нажмите «Отправить» — пакет уйдёт с тем же ключом, без дублей."
         )
     if result.status == SubmissionStatus.FAILED:
         return (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
+from billing_client.errors import BillingUnavailable
 from storage.models import DraftSlot, SlotStatus, Submission
 from tests.conftest import App
 from tests.harness.phone import Phone
@@ -74,3 +76,36 @@ async def test_old_buttons_do_not_act_on_the_wrong_slot(app: App) -> None:
     assert len(shown) == 1, "at most one message with live buttons"
     retired = next(m for m in phone.bot_messages() if m.message_id == old_card.message_id)
     assert retired.text.startswith("✅") and not retired.buttons
+
+
+async def test_billing_outage_keeps_the_batch_and_a_later_send_delivers_it_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone = await open_building(app, user_id=1003)
+    value = (await slots(app))[0].previous_value or "1"
+    await phone.ask(value, until="Прибор 2 из")
+    real_submit = app.billing.submit
+    keys: list[str] = []
+
+    async def down(*args: object, **kwargs: object) -> object:
+        keys.append(str(args[-1]))
+        raise BillingUnavailable("billing is down")
+
+    monkeypatch.setattr(app.billing, "submit", down)
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    await phone.tap("Отправить", until="не отвечает")
+    await phone.wait_for(lambda m: bool(m.buttons) and "Главное меню" in m.text)
+    assert (await slots(app))[0].status == SlotStatus.SENDING  # kept, not lost
+
+    async def recording(*args: object, **kwargs: object) -> object:
+        keys.append(str(args[-1]))
+        return await real_submit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.billing, "submit", recording)
+    await phone.tap("Передача показаний по дому", until="Выберите дом")
+    card = await phone.ask("авиастраителей", until="Нашлось")
+    await phone.tap(card.buttons[0][0], until="Введите показание")
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    await phone.tap("Отправить", until="Отправлено: 1")
+    assert (await slots(app))[0].status == SlotStatus.ACCEPTED
+    assert len(keys) == 2 and keys[0] == keys[1], "the retry reuses the batch's key"
