@@ -74,7 +74,9 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     # aiohttp's access log and aiogram's per-update lines are noise at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # SQL parameters can hold password hashes: never below WARNING.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
 
 
 def create_bot(settings: Settings) -> Bot:
