@@ -371,7 +371,14 @@ async def slot_action(
         )
     elif action == SlotActionKind.EXIT:
         await state.clear()
-        await edit_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+        await edit_card(
+            bot,
+            chat_id,
+            state,
+            texts.MAIN_MENU,
+            main_menu_keyboard(),
+            message_id=callback.message.message_id,
+        )
 
 
 _WALK_STATES = {
