@@ -11,11 +11,11 @@ from storage.models import SlotStatus, TelegramUser
 from tests.conftest import App
 from tests.flows.walking import (
     card_text,
-    live_cards,
-    shows,
     choose_building,
+    live_cards,
     open_building,
     plausible,
+    shows,
     slots,
 )
 
