@@ -524,12 +524,9 @@ async def _send(
     # A batch left pending by an outage goes first, with its own key: a press of
     # «Отправить» is also how the inspector retries it.
     for pending_id in await submission.pending_for_draft(session, draft_id):
-        await edit_card(bot, chat_id, state, texts.SENDING, None)
-        result = await submission.attempt(
-            session_pool, billing, credentials, pending_id, now=_now()
+        result = await _attempt(
+            bot, chat_id, state, session, user, session_pool, billing, credentials, pending_id
         )
-        await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
-        session.expire_all()
         if result.status == SubmissionStatus.PENDING:
             await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
             await state.clear()
@@ -548,16 +545,37 @@ async def _send(
             review_keyboard(draft_id),
         )
         return
-    await edit_card(bot, chat_id, state, texts.SENDING, None)
-    result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
-    await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
-    session.expire_all()
+    result = await _attempt(
+        bot, chat_id, state, session, user, session_pool, billing, credentials, batch_id
+    )
     if result.status == SubmissionStatus.SENT and result.rejected:
         # Rejected values go back to the draft: walk straight to the first of them.
         await show_next(bot, chat_id, state, session, user, draft_id, -1)
         return
     await state.clear()
     await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+
+async def _attempt(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+    batch_id: int,
+) -> submission.BatchResult:
+    """Send one batch and turn the card into its result."""
+    await edit_card(bot, chat_id, state, texts.SENDING, None)
+    result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
+    await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
+    # The batch changed slot rows in its own session: reload them here. The user row
+    # is expired with them and must be loaded again now, not lazily later (async).
+    session.expire_all()
+    await session.refresh(user)
+    return result
 
 
 # --- edits of typed values ---------------------------------------------------------------
