@@ -61,8 +61,6 @@ async def _render_view(
         ]
     else:
         lines.append(texts.view_empty(result.period))
-    current = (await billing.meters(auth, building_id)).period if period is None else None
-    later = None if current else shift_period(result.period, 1)
     await edit_card(
         bot,
         chat_id,
@@ -74,7 +72,7 @@ async def _render_view(
             page=result.page,
             pages=result.pages,
             earlier=shift_period(result.period, -1),
-            later=later,
+            later=result.later_period,
         ),
     )
 
