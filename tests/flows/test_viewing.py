@@ -34,7 +34,9 @@ async def accept(billing: EmbeddedBilling, meters: list[Meter], above: int) -> N
     assert not result.rejected
 
 
-async def test_viewing_pages_and_periods_page_two_of_this_period_offers_no_later_one(app: App) -> None:
+async def test_viewing_pages_and_periods_page_two_of_this_period_offers_no_later_one(
+    app: App,
+) -> None:
     billing = app.billing
     assert isinstance(billing, EmbeddedBilling)
     meters = (await billing.meters(DEMO, "b-1")).meters
