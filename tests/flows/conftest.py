@@ -32,7 +32,7 @@ class ReferenceBilling:
 @contextlib.asynccontextmanager
 async def serve_reference(folder: Path) -> AsyncIterator[ReferenceBilling]:
     """Start the reference server on its own embedded database (demo loaded) in `folder`."""
-    settings = BillingSettings(  # type: ignore[call-arg]
+    settings = BillingSettings(
         _env_file=None, BILLING_DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'billing.db'}"
     )
     backend = await open_embedded_billing(settings)

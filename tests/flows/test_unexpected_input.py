@@ -40,7 +40,7 @@ async def goes_on(app: App, phone: Phone, number: int = 1) -> None:
 async def test_sticker_photo_voice_where_a_value_is_expected(app: App) -> None:
     phone = await open_building(app)
     for send in (phone.send_sticker, phone.send_photo, phone.send_voice):
-        await send()  # type: ignore[operator]
+        await send()
         reply = await phone.wait_for()
         assert reply.text == EXPECTING_NUMBER
     await phone.send_photo(b"\x89PNG-fake", caption="28835")
