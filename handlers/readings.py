@@ -239,6 +239,10 @@ async def value_invalid(message: Message) -> None:
     await message.answer(texts.EXPECTING_NUMBER)
 
 
+async def apartment_invalid(message: Message) -> None:
+    await message.answer(texts.EXPECTING_APARTMENT)
+
+
 async def forwarded_refused(message: Message) -> None:
     await message.answer(texts.FORWARDED_NOT_ACCEPTED)
 
@@ -605,7 +609,7 @@ def create_router() -> Router:
         router.message.register(value_entered, state, F.text, not_command)
         router.message.register(value_invalid, state, ~F.text)
     router.message.register(apartment_entered, Walk.entering_apartment, F.text, not_command)
-    router.message.register(value_invalid, Walk.entering_apartment, ~F.text)
+    router.message.register(apartment_invalid, Walk.entering_apartment, ~F.text)
     router.edited_message.register(value_edited, F.text)
     router.edited_message.register(edit_not_a_reading)
     return router

@@ -51,6 +51,17 @@ async def test_sticker_photo_voice_where_a_value_is_expected(app: App) -> None:
     await goes_on(app, phone)
 
 
+async def test_a_sticker_at_the_apartment_prompt_asks_for_the_apartment_not_a_value(
+    app: App,
+) -> None:
+    phone = await open_building(app)
+    await phone.tap("К квартире №…", until="Напишите номер квартиры")
+    await phone.send_sticker()
+    reply = await phone.wait_for()
+    assert reply.text == "Я жду номер квартиры — напишите его текстом, например «12а» или «НП-1»."
+    await phone.ask("5", until="Квартира: 5")
+
+
 async def test_a_forwarded_number_is_not_taken_as_a_reading(app: App) -> None:
     phone = await open_building(app)
     neighbour = phone_of(app, user_id=2002, name="Сосед")
