@@ -264,22 +264,18 @@ async def progress(session: AsyncSession, draft_id: int) -> Progress:
         msg = f"draft {draft_id} does not exist"
         raise LookupError(msg)
     counts: dict[str, int] = {}
+    warnings = 0
+    # One grouped query: count(warning) counts the slots whose value was kept after
+    # a warning; an empty slot never counts.
     rows = await session.execute(
-        select(DraftSlot.status, func.count())
+        select(DraftSlot.status, func.count(), func.count(DraftSlot.warning))
         .where(DraftSlot.draft_id == draft_id)
         .group_by(DraftSlot.status)
     )
-    for status, count in rows.all():
+    for status, count, warned in rows.all():
         counts[str(status)] = int(count)
-    warnings = (
-        await session.execute(
-            select(func.count()).where(
-                DraftSlot.draft_id == draft_id,
-                DraftSlot.warning.is_not(None),
-                DraftSlot.status != SlotStatus.EMPTY,
-            )
-        )
-    ).scalar_one()
+        if status != SlotStatus.EMPTY:
+            warnings += int(warned)
     filled = sum(
         counts.get(status, 0)
         for status in (SlotStatus.FILLED, SlotStatus.SENDING, SlotStatus.ACCEPTED)
@@ -296,7 +292,7 @@ async def progress(session: AsyncSession, draft_id: int) -> Progress:
         empty=counts.get(SlotStatus.EMPTY, 0),
         rejected=counts.get(SlotStatus.REJECTED, 0),
         to_send=counts.get(SlotStatus.FILLED, 0),
-        warnings=int(warnings),
+        warnings=warnings,
     )
 
 
