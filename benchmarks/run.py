@@ -82,12 +82,12 @@ REQUIRED_KEYS = (
 @dataclass(frozen=True)
 class Config:
     levels: tuple[int, int, int] = (1, 10, 100)  # the keys say 1, 10 and 100
-    warmup: float = 2.0
-    window: float = 6.0
+    warmup: float = 1.5
+    window: float = 5.0
     paced_users: int = 100
     paced_interval: float = 3.0
-    paced_seconds: float = 30.0
-    echo_paced_seconds: float = 12.0
+    paced_seconds: float = 24.0
+    echo_paced_seconds: float = 9.0
     probe_users: int = 10
     probe_interval: float = 0.5
     probe_seconds: float = 8.0
@@ -560,13 +560,17 @@ async def search_in_process(seeded: Seeded, config: Config, results: dict[str, A
         started = time.perf_counter()
         await directory.search("acc-1", auth, queries[0])  # loads and indexes the list
         results["search_cold_ms_10k_buildings"] = ms(time.perf_counter() - started)
-        times = []
+        times, cpu_times = [], []
         for query in queries:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             await directory.search("acc-1", auth, query)
             times.append(time.perf_counter() - started)
+            cpu_times.append(time.thread_time() - cpu_started)
         results["search_p50_ms_10k_buildings"] = ms(percentile(times, 0.5))
         results["search_p99_ms_10k_buildings"] = ms(percentile(times, 0.99))
+        # The same searches in CPU time of the thread: what the search costs without
+        # the time the machine's other work preempted it.
+        results["search_cpu_p99_ms_10k_buildings"] = ms(percentile(cpu_times, 0.99))
     finally:
         await billing.close()
 
@@ -718,6 +722,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|",
         f"| search p50 / p99 ms (the bot's search service) | {r['search_p50_ms_10k_buildings']} / "
         f"{r['search_p99_ms_10k_buildings']} |",
+        f"| search p99, CPU time of the searching thread, ms | "
+        f"{r['search_cpu_p99_ms_10k_buildings']} |",
         f"| first search after start (loads and indexes the list), ms | "
         f"{r['search_cold_ms_10k_buildings']} |",
         f"| search through Telegram p50 / p99 ms | {r['search_e2e_p50_ms_10k_buildings']} / "
