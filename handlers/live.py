@@ -18,8 +18,14 @@ log = logging.getLogger(__name__)
 CARD_KEY = "card_id"
 
 
-async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str | None) -> None:
-    """Turn the live card into a plain line (`becomes`), or delete it when None."""
+async def retire_card(
+    bot: Bot, chat_id: int, state: FSMContext, *, becomes: str | None, forget: bool = True
+) -> None:
+    """Turn the live card into a plain line (`becomes`), or delete it when None.
+
+    forget=False leaves the card's id in the FSM data for the caller to replace (one
+    write of the FSM data instead of two: new_card).
+    """
     data = await state.get_data()
     card_id = data.get(CARD_KEY)
     if not card_id:
@@ -33,7 +39,8 @@ async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str
             )
     except TelegramBadRequest as exc:
         log.debug("Old card %s not retired: %s", card_id, exc.message)
-    await state.update_data({CARD_KEY: None})
+    if forget:
+        await state.update_data({CARD_KEY: None})
 
 
 async def disarm_card(bot: Bot, chat_id: int, state: FSMContext) -> None:
@@ -58,8 +65,12 @@ async def new_card(
     old_becomes: str | None = None,
 ) -> int:
     """Retire the current card and send a new one at the bottom of the chat."""
-    await retire_card(bot, chat_id, state, becomes=old_becomes)
-    message = await bot.send_message(chat_id, text, reply_markup=markup)
+    await retire_card(bot, chat_id, state, becomes=old_becomes, forget=False)
+    try:
+        message = await bot.send_message(chat_id, text, reply_markup=markup)
+    except Exception:
+        await state.update_data({CARD_KEY: None})  # the old card is retired either way
+        raise
     await state.update_data({CARD_KEY: message.message_id})
     return message.message_id
 
