@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
@@ -38,6 +40,7 @@ from keyboards.readings import (
 from services import submission, walk
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.outbox import Outbox
 from settings import Settings
 from storage.models import SlotStatus, SubmissionStatus, TelegramUser
 
@@ -291,9 +294,7 @@ async def slot_action(
     session: AsyncSession,
     linked_user: TelegramUser,
     settings: Settings,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
 ) -> None:
     assert callback.message is not None
     chat_id = callback.message.chat.id
@@ -366,9 +367,7 @@ async def slot_action(
             bot, chat_id, state, session, linked_user, settings, data, callback_data
         )
     elif action == SlotActionKind.SEND:
-        await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
+        await _ask_or_send(bot, chat_id, state, session, linked_user, outbox, settings, draft_id)
     elif action == SlotActionKind.EXIT:
         await state.clear()
         await edit_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
@@ -454,9 +453,8 @@ async def review_action(
     state: FSMContext,
     session: AsyncSession,
     linked_user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
+    settings: Settings,
 ) -> None:
     assert callback.message is not None
     chat_id = callback.message.chat.id
@@ -472,13 +470,9 @@ async def review_action(
     if callback_data.action == ReviewActionKind.RETURN:
         await show_next(bot, chat_id, state, session, linked_user, draft_id, -1, edit=True)
     elif callback_data.action == ReviewActionKind.SEND:
-        await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
+        await _ask_or_send(bot, chat_id, state, session, linked_user, outbox, settings, draft_id)
     else:
-        await _send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
+        await _send(bot, chat_id, state, session, linked_user, outbox, settings, draft_id)
 
 
 async def _ask_or_send(
@@ -487,9 +481,8 @@ async def _ask_or_send(
     state: FSMContext,
     session: AsyncSession,
     user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
+    settings: Settings,
     draft_id: int,
 ) -> None:
     progress = await walk.progress(session, draft_id)
@@ -500,7 +493,7 @@ async def _ask_or_send(
             bot, chat_id, state, texts.NOT_ALL_FILLED, not_all_filled_keyboard(draft_id)
         )
         return
-    await _send(bot, chat_id, state, session, user, session_pool, billing, credentials, draft_id)
+    await _send(bot, chat_id, state, session, user, outbox, settings, draft_id)
 
 
 async def _send(
@@ -509,48 +502,66 @@ async def _send(
     state: FSMContext,
     session: AsyncSession,
     user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
+    settings: Settings,
     draft_id: int,
 ) -> None:
-    # A batch left pending by an outage goes first, with its own key: a press of
-    # «Отправить» is also how the inspector retries it.
-    for pending_id in await submission.pending_for_draft(session, draft_id):
-        await edit_card(bot, chat_id, state, texts.SENDING, None)
-        result = await submission.attempt(
-            session_pool, billing, credentials, pending_id, now=_now()
-        )
-        await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
-        session.expire_all()
-        if result.status == SubmissionStatus.PENDING:
-            await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
-            await state.clear()
-            return
+    # The batch is written (outbox) and the worker sends it; the inspector sees the
+    # answer here if it comes within SEND_WAIT, else as a message when it comes.
+    # A batch still pending from an outage is hurried: pressing «Отправить» again
+    # is how an inspector asks to try now (with the batch's own key).
+    waiting = await submission.pending_for_draft(session, draft_id)
     batch_id = await submission.create_batch(
         session, draft_id=draft_id, user_id=user.id, chat_id=chat_id, now=_now()
     )
-    if batch_id is None:
+    if batch_id is None and not waiting:
         progress = await walk.progress(session, draft_id)
-        note = texts.NOTHING_TO_SEND
         await edit_card(
             bot,
             chat_id,
             state,
-            f"{note}\n\n{texts.review(progress, [])}",
+            f"{texts.NOTHING_TO_SEND}\n\n{texts.review(progress, [])}",
             review_keyboard(draft_id),
         )
         return
-    await edit_card(bot, chat_id, state, texts.SENDING, None)
-    result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
-    await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
+    await submission.hurry(session, waiting, now=_now())
+    batches = [*waiting, *([batch_id] if batch_id is not None else [])]
+    down = outbox.billing_down
+    if not down:
+        await edit_card(bot, chat_id, state, texts.SENDING, None)
+    results = await outbox.wait_for(batches, 0 if down else settings.SEND_WAIT)
     session.expire_all()
-    if result.status == SubmissionStatus.SENT and result.rejected:
+    lines = [texts.batch_result(results[batch]) for batch in batches if batch in results]
+    unsettled = [batch for batch in batches if batch not in results]
+    if unsettled:
+        count = sum([(await submission.describe(session, batch)).sent for batch in unsettled])
+        later = texts.billing_not_answering if outbox.billing_down else texts.sending_in_background
+        lines.append(later(count))
+    await retire_card(bot, chat_id, state, becomes="\n\n".join(lines))
+    await outbox.shown(results)
+    if any(r.status == SubmissionStatus.SENT and r.rejected for r in results.values()):
         # Rejected values go back to the draft: walk straight to the first of them.
         await show_next(bot, chat_id, state, session, user, draft_id, -1)
         return
     await state.clear()
     await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+
+def result_notifier(bot: Bot) -> Callable[[submission.BatchResult], Awaitable[None]]:
+    """How the outbox worker tells an inspector a batch's outcome after they moved on."""
+
+    async def notify(result: submission.BatchResult) -> None:
+        try:
+            await bot.send_message(result.chat_id, texts.batch_settled_later(result))
+        except (TelegramForbiddenError, TelegramNotFound) as exc:
+            # Blocked the bot or the chat is gone: nobody to tell, and nothing to retry.
+            log.warning("Batch %s: inspector not told (%s)", result.submission_id, exc.message)
+        except TelegramBadRequest as exc:
+            if "chat not found" not in exc.message:
+                raise
+            log.warning("Batch %s: inspector's chat not found", result.submission_id)
+
+    return notify
 
 
 # --- edits of typed values ---------------------------------------------------------------
