@@ -529,7 +529,7 @@ async def _send(
     down = outbox.billing_down
     if not down:
         await edit_card(bot, chat_id, state, texts.SENDING, None)
-    results = await outbox.wait_for(batches, 0 if down else settings.SEND_WAIT)
+    results = await outbox.wait_for(batches, 0 if down else settings.SEND_WAIT, chat_id=chat_id)
     session.expire_all()
     lines = [texts.batch_result(results[batch]) for batch in batches if batch in results]
     unsettled = [batch for batch in batches if batch not in results]
@@ -538,7 +538,7 @@ async def _send(
         later = texts.billing_not_answering if outbox.billing_down else texts.sending_in_background
         lines.append(later(count))
     await retire_card(bot, chat_id, state, becomes="\n\n".join(lines))
-    await outbox.shown(results)
+    await outbox.shown(results, chat_id=chat_id)
     if any(r.status == SubmissionStatus.SENT and r.rejected for r in results.values()):
         # Rejected values go back to the draft: walk straight to the first of them.
         await show_next(bot, chat_id, state, session, user, draft_id, -1)

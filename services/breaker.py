@@ -86,27 +86,26 @@ class CircuitBreaker:
         self._open_for = self.cooldown
         self._probe_out = False
 
-    def record_failure(self, retry_after: float | None = None) -> None:
-        """Billing did not answer (or answered 5xx); `retry_after` if it asked to wait."""
-        half_open = self._opened_at is not None and self._probe_out
-        self._probe_out = False
-        self._failures += 1
-        if half_open:
+    def record_failure(self, retry_after: float | None = None, *, probe: bool = False) -> None:
+        """Billing did not answer (or answered 5xx); `retry_after` if it asked to wait.
+
+        probe: the call was the half-open probe (allowed by `allow()` in that state).
+        A call that started before the breaker opened and fails later changes nothing.
+        """
+        if probe:
+            self._probe_out = False
             self._open_for = min(self.max_cooldown, self._open_for * 2)
-        elif self._failures < self.threshold:
-            return
         elif self._opened_at is not None:
-            return  # already open (a call that started before it opened)
+            return
         else:
+            self._failures += 1
+            if self._failures < self.threshold:
+                return
             self._open_for = self.cooldown
         if retry_after is not None:
             self._open_for = max(self._open_for, min(retry_after, self.max_cooldown))
         self._opened_at = self._clock()
-        log.warning(
-            "Billing is not answering (%d failures in a row): circuit breaker open for %.0f s",
-            self._failures,
-            self._open_for,
-        )
+        log.warning("Billing is not answering: circuit breaker open for %.1f s", self._open_for)
 
     def release_probe(self) -> None:
         """A probe was allowed but not made (nothing to send): let the next one go."""

@@ -100,7 +100,8 @@ class Outbox:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._waiters: dict[int, asyncio.Future[BatchResult]] = {}
+        # Handlers waiting for a batch: (their chat, their future) per batch id.
+        self._waiters: dict[int, list[tuple[int, asyncio.Future[BatchResult]]]] = {}
         self._probes: set[int] = set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -135,8 +136,9 @@ class Outbox:
             # without waiting for the lease to run out.
             with contextlib.suppress(Exception):
                 await submission.release(self.session_pool, self.worker_id, leftover)
-        for waiter in self._waiters.values():
-            waiter.cancel()
+        for waiters in self._waiters.values():
+            for _, waiter in waiters:
+                waiter.cancel()
         self._waiters.clear()
         log.info("Outbox worker %s stopped", self.worker_id)
 
@@ -151,19 +153,22 @@ class Outbox:
 
     # -- the handler's side -------------------------------------------------------------
 
-    async def wait_for(self, ids: Iterable[int], seconds: float) -> dict[int, BatchResult]:
+    async def wait_for(
+        self, ids: Iterable[int], seconds: float, *, chat_id: int
+    ) -> dict[int, BatchResult]:
         """Wake the worker and wait up to `seconds` for these batches to settle.
 
         A settled batch returned here is the caller's to show; the caller then
         calls `shown()`. A batch whose attempt failed transiently comes back at
         once, still PENDING. Batches pending at the end are announced by message
-        when they settle.
+        when they settle (to the chat of the inspector who wrote the batch, unless
+        it was shown there).
         """
         waiting: dict[int, asyncio.Future[BatchResult]] = {}
         loop = asyncio.get_running_loop()
         for submission_id in ids:
             future: asyncio.Future[BatchResult] = loop.create_future()
-            self._waiters[submission_id] = future
+            self._waiters.setdefault(submission_id, []).append((chat_id, future))
             waiting[submission_id] = future
         self.wake()
         try:
@@ -171,8 +176,11 @@ class Outbox:
                 await asyncio.wait(waiting.values(), timeout=seconds)
         finally:
             for submission_id, future in waiting.items():
-                if self._waiters.get(submission_id) is future:
-                    del self._waiters[submission_id]
+                left = [w for w in self._waiters.get(submission_id, []) if w[1] is not future]
+                if left:
+                    self._waiters[submission_id] = left
+                else:
+                    self._waiters.pop(submission_id, None)
                 if not future.done():
                     future.cancel()
         return {
@@ -181,9 +189,18 @@ class Outbox:
             if future.done() and not future.cancelled()
         }
 
-    async def shown(self, ids: Iterable[int]) -> None:
-        """The handler showed these settled batches to the inspector."""
-        await submission.mark_notified(self.session_pool, ids, now=_now())
+    def _hand_over(self, result: BatchResult) -> bool:
+        """Give the result to every handler waiting for it; True if one is in its chat."""
+        owner_waits = False
+        for chat_id, waiter in self._waiters.pop(result.submission_id, []):
+            if not waiter.done():
+                waiter.set_result(result)
+                owner_waits = owner_waits or chat_id == result.chat_id
+        return owner_waits
+
+    async def shown(self, ids: Iterable[int], *, chat_id: int) -> None:
+        """The handler showed these settled batches in this chat."""
+        await submission.mark_notified(self.session_pool, ids, now=_now(), chat_id=chat_id)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -311,9 +328,12 @@ class Outbox:
         """One attempt; True when the batch is settled and the inspector is to be told."""
         probe = submission_id in self._probes
         self._probes.discard(submission_id)
-        if not probe and not self.breaker.allow():
-            await self._release(submission_id, self.breaker.seconds_until_probe())
-            return False
+        if not probe and self.breaker.state is not BreakerState.CLOSED:
+            # It opened since this row was leased: only a probe may go.
+            probe = self.breaker.allow()
+            if not probe:
+                await self._release(submission_id, self.breaker.seconds_until_probe())
+                return False
         outcome = await submission.attempt(
             self.session_pool,
             self.billing,
@@ -327,11 +347,11 @@ class Outbox:
             self.breaker.release_probe()
             return False
         if outcome.transient is not None:
-            self.breaker.record_failure(getattr(outcome.transient, "retry_after", None))
-            waiter = self._waiters.pop(submission_id, None)
-            if waiter is not None and not waiter.done():
-                # No need to keep the inspector waiting: say now that it will come.
-                waiter.set_result(outcome.result)
+            self.breaker.record_failure(
+                getattr(outcome.transient, "retry_after", None), probe=probe
+            )
+            # No need to keep the inspector waiting: say now that it will come.
+            self._hand_over(outcome.result)
         else:
             # Billing answered (even a refusal): it is up.
             self.breaker.record_success()
@@ -346,9 +366,7 @@ class Outbox:
                 await hook(submission_id)
             except Exception:
                 log.exception("Outbox: a hook failed for batch %s", submission_id)
-        waiter = self._waiters.pop(submission_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(result)
+        if self._hand_over(result):
             # The handler shows it and calls shown(); if it never does, the row
             # comes due again after the grace and is announced by message.
             await self._release(submission_id, self.policy.handover_grace)

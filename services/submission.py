@@ -233,13 +233,23 @@ async def release(
 
 
 async def mark_notified(
-    session_pool: async_sessionmaker[AsyncSession], ids: Iterable[int], *, now: datetime
+    session_pool: async_sessionmaker[AsyncSession],
+    ids: Iterable[int],
+    *,
+    now: datetime,
+    chat_id: int | None = None,
 ) -> None:
-    """The inspector has been told these finished batches' outcome: nothing left to do."""
+    """The inspector has been told these finished batches' outcome: nothing left to do.
+
+    chat_id: only batches written from that chat (another inspector's screen
+    does not count as telling the one who sent it).
+    """
+    chat = [] if chat_id is None else [Submission.chat_id == chat_id]
     await _update_rows(
         session_pool,
         ids,
         Submission.status != SubmissionStatus.PENDING,
+        *chat,
         notified_at=now,
         next_attempt_at=None,
         claimed_by=None,

@@ -78,12 +78,22 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 
 @pytest.fixture
+def app_overrides() -> dict[str, object]:
+    """Settings for the `app` fixture; a module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
 async def app(
-    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, request: pytest.FixtureRequest
+    fake_telegram: FakeTelegram,
+    bot_token: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    app_overrides: dict[str, object],
 ) -> AsyncIterator[App]:
     # @pytest.mark.app_settings(OUTBOX_RETRY_BASE=0.1, ...) changes settings for one test.
     marker = request.node.get_closest_marker("app_settings")
-    overrides = dict(marker.kwargs) if marker is not None else {}
+    overrides = {**app_overrides, **(marker.kwargs if marker is not None else {})}
     settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **overrides)
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
