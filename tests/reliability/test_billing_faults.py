@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_client.embedded import EmbeddedBilling
 from billing_client.embedded.models import ReadingRow, SubmissionRow
+from billing_client.errors import BillingUnavailable
 from billing_client.factory import open_embedded_billing
 from billing_client.http import HttpBilling
 from billing_client.server import Fault, Faults, create_app
@@ -43,7 +47,9 @@ from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
 from storage.models import Account, DraftSlot, SlotStatus, Submission, SubmissionStatus
 from tests.conftest import App
+from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.phone import Phone
+from tests.harness.process import StartBot
 
 SOAK = os.environ.get("RELIABILITY_SOAK", "").strip() not in ("", "0")
 SECRET_KEY = "test-secret-key-test-secret-key"
@@ -424,3 +430,127 @@ async def test_50_concurrent_batch_writes_of_one_draft_make_exactly_one(tmp_path
     report(f"50 concurrent batch writes of one draft: {len(made)} batch")
     assert len(made) == 1
     assert claimed == 10
+
+
+# --- kill -9 of the real bot process during a submission ----------------------------
+
+
+class Gate:
+    """Holds billing's side of the next submission at one of the kill points."""
+
+    def __init__(self, backend: EmbeddedBilling, bot_db: Path) -> None:
+        self.point: str | None = None
+        self.reached = asyncio.Event()
+        self.go_on = asyncio.Event()
+        self._bot_db = bot_db
+        self._lock: aiosqlite.Connection | None = None
+        self._submit = backend.submit_with_token
+        backend.submit_with_token = self._submit_with_token  # type: ignore[method-assign,assignment]
+
+    def arm(self, point: str) -> None:
+        self.point = point
+        self.reached.clear()
+        self.go_on.clear()
+
+    async def _submit_with_token(self, *args: Any) -> Any:
+        point, self.point = self.point, None
+        if point == "before":  # billing got the request and did nothing yet
+            self.reached.set()
+            await self.go_on.wait()
+            raise BillingUnavailable("the bot is gone")
+        result = await self._submit(*args)
+        if point == "holding":  # committed, the answer is held back
+            self.reached.set()
+            await self.go_on.wait()
+        elif point == "answered":
+            # The bot gets the answer but cannot store it: its database is locked.
+            self._lock = await aiosqlite.connect(self._bot_db, timeout=10, isolation_level=None)
+            await self._lock.execute("BEGIN IMMEDIATE")
+            self.reached.set()
+        return result
+
+    async def release(self) -> None:
+        self.go_on.set()
+        if self._lock is not None:
+            await self._lock.execute("ROLLBACK")
+            await self._lock.close()
+            self._lock = None
+
+
+async def bot_db_slots(bot_db: Path) -> list[tuple[str, str | None, str]]:
+    """(status, previous value, meter id) of the draft's slots, in walking order."""
+    async with aiosqlite.connect(bot_db, timeout=10) as db:
+        cursor = await db.execute(
+            "SELECT status, previous_value, meter_id FROM draft_slots ORDER BY position"
+        )
+        return [(row[0], row[1], row[2]) for row in await cursor.fetchall()]
+
+
+@pytest.mark.timeout(1800 if SOAK else 300)
+async def test_kill_9_during_a_submission_loses_and_duplicates_nothing(
+    fake_telegram: FakeTelegram, start_bot: StartBot, bot_env: dict[str, str], tmp_path: Path
+) -> None:
+    points = ("before", "holding", "answered")
+    # Per point: 30 runs in the soak; 6 by default, as every run starts a bot (~10 s).
+    runs = 10 if SOAK else 2
+    bot_db = Path(bot_env["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
+    async with serve_billing(tmp_path / "billing-server.db", Faults()) as server:
+        gate = Gate(server.backend, bot_db)
+        env = {
+            "BILLING_URL": server.url,
+            "BILLING_RETRIES": "0",
+            "BILLING_TIMEOUT": "60",
+            "OUTBOX_LEASE": "1",
+            "OUTBOX_RETRY_BASE": "0.2",
+            "SEND_WAIT": "1",
+        }
+        bot = await start_bot(env=env)
+        phone = fake_telegram.user(user_id=4001, first_name="Иван", username="ivan4001")
+        await phone.send_command("/start")
+        await phone.wait_for("логин")
+        await phone.ask("demo", until="пароль")
+        await phone.ask("demo", until="Вы вошли")
+        told = 0
+        for run in range(runs * len(points)):
+            point = points[run % len(points)]
+            await phone.send_command("/menu")
+            await phone.wait_for(lambda m: bool(m.buttons) and "Главное меню" in m.text)
+            await phone.tap("Передача показаний по дому", until="Выберите дом")
+            card = await phone.ask("авиастраителей", until="Нашлось")
+            await phone.tap(card.buttons[0][0], until="Введите показание")
+            slots = await bot_db_slots(bot_db)
+            position = next(i for i, row in enumerate(slots) if row[0] == SlotStatus.EMPTY)
+            await phone.ask(slots[position][1] or "1", until=f"Прибор {position + 2} из")
+            await phone.tap("Отправить", until="Не все поля заполнены")
+            gate.arm(point)
+            mark = bot.mark()
+            await phone.press("Отправить")
+            await asyncio.wait_for(gate.reached.wait(), 30)
+            if point == "answered":
+                await bot.wait_for_log(re.compile(r"billing POST \S+/readings -> 200"), since=mark)
+            bot.kill9()
+            await bot.wait_exit()
+            await gate.release()
+            since = phone.mark()
+            bot = await start_bot(env=env)
+            # The restarted bot takes the batch up, sends it with its key, and tells.
+            await phone.wait_for("Результат отправки", since=since, timeout=30)
+            told += 1
+            print(f"run {run + 1}: killed at {point!r}, batch sent once and the inspector told")
+        await bot.stop()  # lets the last notification's bookkeeping finish
+        effects = await billing_effects(server.engine)
+        async with aiosqlite.connect(bot_db, timeout=10) as db:
+            cursor = await db.execute(
+                "SELECT count(*), sum(status = 'sent'), sum(notified_at IS NOT NULL) "
+                "FROM submissions"
+            )
+            batches, sent, notified = await cursor.fetchone()  # type: ignore[misc]
+        entered = runs * len(points)
+    lost = entered - effects.readings
+    report(
+        f"kill -9 during a submission at {len(points)} points, {entered} runs: "
+        f"{lost} lost, {effects.duplicates} duplicated, {told} inspectors told"
+    )
+    assert lost == 0 and effects.duplicates == 0
+    assert effects.submissions == entered == batches == sent == notified
+    assert told == entered
