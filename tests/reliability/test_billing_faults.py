@@ -47,6 +47,8 @@ from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
 from storage.models import Account, DraftSlot, SlotStatus, Submission, SubmissionStatus
 from tests.conftest import App
+from tests.flows.test_walk_smoke import open_building
+from tests.flows.test_walk_smoke import slots as slot_rows
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.phone import Phone
 from tests.harness.process import StartBot
@@ -286,24 +288,6 @@ def app_overrides(billing: BillingServer) -> dict[str, object]:
         "BILLING_BREAKER_FAILURES": 2,
         "BILLING_BREAKER_COOLDOWN": 1.0,
     }
-
-
-async def open_building(app: App, user_id: int) -> Phone:
-    phone = app.tg.user(user_id=user_id, first_name="Иван", username=f"ivan{user_id}")
-    await phone.send_command("/start")
-    await phone.wait_for("логин")
-    await phone.ask("demo", until="пароль")
-    await phone.ask("demo", until="Вы вошли")
-    await phone.tap("Передача показаний по дому", until="Выберите дом")
-    card = await phone.ask("авиастраителей", until="Нашлось")
-    await phone.tap(card.buttons[0][0], until="Введите показание")
-    return phone
-
-
-async def slot_rows(app: App) -> list[DraftSlot]:
-    async with app.session_pool() as session:
-        rows = await session.execute(select(DraftSlot).order_by(DraftSlot.position))
-        return list(rows.scalars())
 
 
 async def type_value(phone: Phone, app: App, position: int) -> None:
