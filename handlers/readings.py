@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
-from billing_client.errors import NotFound
+from billing_client.errors import BillingUnavailable, NotFound
 from handlers.buildings import show_buildings
 from handlers.filters import LinkedUser
 from handlers.live import edit_card, new_card, retire_card
@@ -145,17 +145,27 @@ async def building_chosen(
     directory: BuildingDirectory,
     credentials: CredentialsProvider,
     billing: Billing,
+    outbox: Outbox,
 ) -> None:
     await callback.answer()
     assert callback.message is not None and linked_user.account_id is not None
     chat_id = callback.message.chat.id
     await state.update_data({"card_id": callback.message.message_id})
     auth = await credentials.auth_for(session, linked_user.account_id)
-    building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
     try:
+        if outbox.billing_down:
+            raise BillingUnavailable("circuit breaker open")
+        building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
         if building is None:
             raise NotFound
         meters = await billing.meters(auth, building.id)
+    except BillingUnavailable:
+        # Data entry goes on while billing is down: the draft saved last time holds
+        # the meters; the readings wait in it and in the outbox.
+        await _open_saved_draft(
+            bot, chat_id, state, session, linked_user, callback_data.building_id
+        )
+        return
     except NotFound:
         directory.forget(linked_user.account_id)
         await show_buildings(
@@ -185,6 +195,29 @@ async def building_chosen(
         await show_review(bot, chat_id, state, session, progress.draft_id)
         return
     await show_slot(bot, chat_id, state, session, linked_user, slot, resumed=progress.done > 0)
+
+
+async def _open_saved_draft(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    building_id: str,
+) -> None:
+    assert user.account_id is not None
+    draft_id = await walk.latest_draft(session, user.account_id, building_id)
+    if draft_id is None:
+        await state.clear()
+        await edit_card(bot, chat_id, state, texts.BILLING_DOWN_NO_DRAFT, main_menu_keyboard())
+        return
+    progress = await walk.progress(session, draft_id)
+    await retire_card(bot, chat_id, state, becomes=texts.header(progress))
+    slot = await walk.next_open(session, draft_id)
+    if slot is None:
+        await show_review(bot, chat_id, state, session, draft_id)
+        return
+    await show_slot(bot, chat_id, state, session, user, slot, note=texts.BILLING_DOWN_SAVED_DRAFT)
 
 
 # --- values -----------------------------------------------------------------------

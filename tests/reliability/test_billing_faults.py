@@ -317,6 +317,11 @@ async def test_billing_down_for_a_while_data_entry_goes_on_and_the_outbox_drains
         )
         accepted_while_down += 1
     assert all(row.status == SlotStatus.FILLED for row in (await slot_rows(app))[1:4])
+    # The one who sent opens the building again: from the saved draft, without billing.
+    await sender.send_command("/menu")
+    await sender.tap("Передача показаний по дому", until="Выберите дом")
+    card = await sender.ask("авиастраителей", until="Нашлось")
+    await sender.tap(card.buttons[0][0], until="открыт сохранённый список приборов")
     assert app.outbox.billing_down, "the circuit breaker holds billing for down"
     # A second send while billing is down answers at once, honestly.
     await walker.tap("Отправить", until="Не все поля заполнены")
