@@ -212,17 +212,18 @@ class Outbox:
                 self._wake.clear()
                 try:
                     claimed = await self._claim()
+                    for submission_id in claimed:
+                        self._spawn(submission_id)
+                    if claimed and len(self._running) < self.policy.concurrency:
+                        continue
+                    idle = await self._idle_time()
                     failures = 0
                 except Exception:
+                    # The database is unreachable or locked: the worker never dies.
                     failures += 1
                     log.exception("Outbox: could not read due batches")
-                    await self._sleep(min(30.0, 0.5 * 2**failures))
-                    continue
-                for submission_id in claimed:
-                    self._spawn(submission_id)
-                if claimed and len(self._running) < self.policy.concurrency:
-                    continue
-                await self._sleep(await self._idle_time())
+                    idle = min(30.0, 0.5 * 2**failures)
+                await self._sleep(idle)
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,14 +254,22 @@ class Outbox:
             sendable, probe = 1, True  # one batch tests whether billing is back
         else:
             sendable = 0
-        sending = await submission.claim_due(
-            self.session_pool, self.worker_id, now=now, lease=lease, limit=sendable, pending=True
-        )
-        if probe:
-            if sending:
-                self._probes.add(sending[0])
-            else:
-                self.breaker.release_probe()
+        sending: list[int] = []
+        try:
+            sending = await submission.claim_due(
+                self.session_pool,
+                self.worker_id,
+                now=now,
+                lease=lease,
+                limit=sendable,
+                pending=True,
+            )
+        finally:
+            if probe:
+                if sending:
+                    self._probes.add(sending[0])
+                else:
+                    self.breaker.release_probe()
         return claimed + sending
 
     async def _idle_time(self) -> float:
@@ -320,6 +329,9 @@ class Outbox:
         except asyncio.CancelledError:
             raise
         except Exception:
+            if submission_id in self._probes:
+                self._probes.discard(submission_id)
+                self.breaker.release_probe()
             log.exception("Outbox: batch %s hit an unexpected error; will retry", submission_id)
             with contextlib.suppress(Exception):
                 await self._release(submission_id, self.policy.notify_retry)
@@ -334,15 +346,20 @@ class Outbox:
             if not probe:
                 await self._release(submission_id, self.breaker.seconds_until_probe())
                 return False
-        outcome = await submission.attempt(
-            self.session_pool,
-            self.billing,
-            self.credentials,
-            submission_id,
-            worker_id=self.worker_id,
-            policy=self.policy.retry,
-            now=_now(),
-        )
+        try:
+            outcome = await submission.attempt(
+                self.session_pool,
+                self.billing,
+                self.credentials,
+                submission_id,
+                worker_id=self.worker_id,
+                policy=self.policy.retry,
+                now=_now(),
+            )
+        except BaseException:
+            if probe:
+                self.breaker.release_probe()  # no verdict on billing: let another probe go
+            raise
         if not outcome.sent:
             self.breaker.release_probe()
             return False
