@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -28,8 +29,12 @@ import texts
 from billing_client.base import Billing
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
+from handlers.readings import result_notifier
+from services.breaker import CircuitBreaker
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.outbox import Outbox, OutboxPolicy
+from services.submission import RetryPolicy
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
@@ -129,20 +134,63 @@ def create_dispatcher(
     vault: Vault,
     storage: BaseStorage | None = None,
 ) -> Dispatcher:
-    """The production dispatcher: storage, middlewares, routers and shared services."""
+    """The production dispatcher: storage, middlewares, routers and shared services.
+
+    The outbox worker starts and stops with the dispatcher (polling or webhook).
+    """
+    credentials = CredentialsProvider(vault)
+    outbox = create_outbox(settings, session_pool, billing, credentials)
     dispatcher = Dispatcher(
         storage=storage or SqlStorage(session_pool),
         events_isolation=SimpleEventIsolation(),
         settings=settings,
         billing=billing,
-        credentials=CredentialsProvider(vault),
+        credentials=credentials,
         directory=BuildingDirectory(billing),
         session_pool=session_pool,
+        outbox=outbox,
     )
+    dispatcher.startup.register(start_outbox)
+    dispatcher.shutdown.register(stop_outbox)
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))
     dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
     return dispatcher
+
+
+def create_outbox(
+    settings: Settings,
+    session_pool: async_sessionmaker[AsyncSession],
+    billing: Billing,
+    credentials: CredentialsProvider,
+) -> Outbox:
+    """The outbox worker with its timings and circuit breaker from settings.
+
+    `outbox.on_finished` takes hooks run for every settled batch (group summary).
+    """
+    policy = OutboxPolicy(
+        retry=RetryPolicy(
+            base=settings.OUTBOX_RETRY_BASE,
+            ceiling=max(settings.OUTBOX_RETRY_BASE, settings.OUTBOX_RETRY_MAX),
+            give_up_after=timedelta(hours=settings.OUTBOX_GIVE_UP_HOURS),
+        ),
+        lease=settings.OUTBOX_LEASE,
+        concurrency=settings.OUTBOX_CONCURRENCY,
+    )
+    breaker = CircuitBreaker(
+        threshold=settings.BILLING_BREAKER_FAILURES,
+        cooldown=settings.BILLING_BREAKER_COOLDOWN,
+        max_cooldown=max(settings.BILLING_BREAKER_COOLDOWN, 300.0),
+    )
+    return Outbox(session_pool, billing, credentials, policy=policy, breaker=breaker)
+
+
+async def start_outbox(bot: Bot, outbox: Outbox) -> None:
+    outbox.start(result_notifier(bot))
+
+
+async def stop_outbox(outbox: Outbox) -> None:
+    await outbox.stop()
 
 
 def bot_commands() -> list[BotCommand]:

@@ -122,6 +122,16 @@ class Settings(BillingSettings):
     DIGEST_HOUR: Annotated[int, Field(ge=0, le=23)] = 9
     INVITE_TTL_DAYS: Annotated[int, Field(ge=1, le=365)] = 7
 
+    # Sending to billing (the outbox worker, see README «Reliability»)
+    SEND_WAIT: Annotated[float, Field(ge=0, le=60)] = 5.0
+    OUTBOX_RETRY_BASE: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    OUTBOX_RETRY_MAX: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    OUTBOX_GIVE_UP_HOURS: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    OUTBOX_LEASE: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    OUTBOX_CONCURRENCY: Annotated[int, Field(ge=1, le=64)] = 4
+    BILLING_BREAKER_FAILURES: Annotated[int, Field(ge=1, le=1000)] = 5
+    BILLING_BREAKER_COOLDOWN: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
     @field_validator("BOT_TOKEN")
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:

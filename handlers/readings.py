@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
-from billing_client.errors import NotFound
+from billing_client.errors import BillingUnavailable, NotFound
 from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser
 from handlers.live import edit_card, new_card, retire_card, take_card
@@ -39,6 +41,7 @@ from keyboards.readings import (
 from services import submission, walk
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.outbox import Outbox
 from settings import Settings
 from storage.models import SlotStatus, SubmissionStatus, TelegramUser
 
@@ -143,15 +146,25 @@ async def building_chosen(
     directory: BuildingDirectory,
     credentials: CredentialsProvider,
     billing: Billing,
+    outbox: Outbox,
 ) -> None:
     assert linked_user.account_id is not None
     chat_id = await take_card(callback, state)
     auth = await credentials.auth_for(session, linked_user.account_id)
-    building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
     try:
+        if outbox.billing_down:
+            raise BillingUnavailable("circuit breaker open")
+        building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
         if building is None:
             raise NotFound
         meters = await billing.meters(auth, building.id)
+    except BillingUnavailable:
+        # Data entry goes on while billing is down: the draft saved last time holds
+        # the meters; the readings wait in it and in the outbox.
+        await _open_saved_draft(
+            bot, chat_id, state, session, linked_user, callback_data.building_id
+        )
+        return
     except NotFound:
         buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
         await buildings.building_gone(chat_id, Purpose.SEND)
@@ -170,6 +183,29 @@ async def building_chosen(
         await show_review(bot, chat_id, state, session, progress.draft_id)
         return
     await show_slot(bot, chat_id, state, session, linked_user, slot, resumed=progress.done > 0)
+
+
+async def _open_saved_draft(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    building_id: str,
+) -> None:
+    assert user.account_id is not None
+    draft_id = await walk.latest_draft(session, user.account_id, building_id)
+    if draft_id is None:
+        await state.clear()
+        await edit_card(bot, chat_id, state, texts.BILLING_DOWN_NO_DRAFT, main_menu_keyboard())
+        return
+    progress = await walk.progress(session, draft_id)
+    await retire_card(bot, chat_id, state, becomes=texts.header(progress))
+    slot = await walk.next_open(session, draft_id)
+    if slot is None:
+        await show_review(bot, chat_id, state, session, draft_id)
+        return
+    await show_slot(bot, chat_id, state, session, user, slot, note=texts.BILLING_DOWN_SAVED_DRAFT)
 
 
 # --- values -----------------------------------------------------------------------
@@ -283,9 +319,7 @@ async def slot_action(
     session: AsyncSession,
     linked_user: TelegramUser,
     settings: Settings,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
 ) -> None:
     assert callback.message is not None
     chat_id = callback.message.chat.id
@@ -358,9 +392,9 @@ async def slot_action(
             bot, chat_id, state, session, linked_user, settings, data, callback_data
         )
     elif action == SlotActionKind.SEND:
-        await _Sending(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials
-        ).ask_or_send(draft_id)
+        await _Sending(bot, chat_id, state, session, linked_user, outbox, settings).ask_or_send(
+            draft_id
+        )
     elif action == SlotActionKind.EXIT:
         await state.clear()
         await edit_card(
@@ -453,9 +487,8 @@ async def review_action(
     state: FSMContext,
     session: AsyncSession,
     linked_user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
+    outbox: Outbox,
+    settings: Settings,
 ) -> None:
     assert callback.message is not None
     chat_id = callback.message.chat.id
@@ -471,9 +504,7 @@ async def review_action(
     if callback_data.action == ReviewActionKind.RETURN:
         await show_next(bot, chat_id, state, session, linked_user, draft_id, -1, edit=True)
         return
-    sending = _Sending(
-        bot, chat_id, state, session, linked_user, session_pool, billing, credentials
-    )
+    sending = _Sending(bot, chat_id, state, session, linked_user, outbox, settings)
     if callback_data.action == ReviewActionKind.SEND:
         await sending.ask_or_send(draft_id)
     else:
@@ -489,9 +520,8 @@ class _Sending:
     state: FSMContext
     session: AsyncSession
     user: TelegramUser
-    session_pool: async_sessionmaker[AsyncSession]
-    billing: Billing
-    credentials: CredentialsProvider
+    outbox: Outbox
+    settings: Settings
 
     async def ask_or_send(self, draft_id: int) -> None:
         """Send, or first ask the seed's question when a slot is still empty."""
@@ -510,19 +540,21 @@ class _Sending:
         await self.send(draft_id)
 
     async def send(self, draft_id: int) -> None:
-        bot, chat_id, state, session = self.bot, self.chat_id, self.state, self.session
-        # A batch left pending by an outage goes first, with its own key: a press of
-        # «Отправить» is also how the inspector retries it.
-        for pending_id in await submission.pending_for_draft(session, draft_id):
-            result = await self._attempt(pending_id)
-            if result.status == SubmissionStatus.PENDING:
-                await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
-                await state.clear()
-                return
+        """Write the batch (outbox) and show its result if it comes within SEND_WAIT."""
+        bot, chat_id, state, session, outbox = (
+            self.bot,
+            self.chat_id,
+            self.state,
+            self.session,
+            self.outbox,
+        )
+        # A batch still pending from an outage is hurried: pressing «Отправить» again
+        # is how an inspector asks to try now (with the batch's own key).
+        waiting = await submission.pending_for_draft(session, draft_id)
         batch_id = await submission.create_batch(
             session, draft_id=draft_id, user_id=self.user.id, chat_id=chat_id, now=_now()
         )
-        if batch_id is None:
+        if batch_id is None and not waiting:
             progress = await walk.progress(session, draft_id)
             await edit_card(
                 bot,
@@ -532,26 +564,50 @@ class _Sending:
                 review_keyboard(draft_id),
             )
             return
-        result = await self._attempt(batch_id)
-        if result.status == SubmissionStatus.SENT and result.rejected:
+        await submission.hurry(session, waiting, now=_now())
+        batches = [*waiting, *([batch_id] if batch_id is not None else [])]
+        down = outbox.billing_down
+        if not down:
+            await edit_card(bot, chat_id, state, texts.SENDING, None)
+        wait = 0 if down else self.settings.SEND_WAIT
+        results = await outbox.wait_for(batches, wait, chat_id=chat_id)
+        # The worker changed slot rows in its own session: reload them here. The user
+        # row is expired with them and must be loaded again now, not lazily later.
+        session.expire_all()
+        await session.refresh(self.user)
+        lines = [texts.batch_result(results[batch]) for batch in batches if batch in results]
+        unsettled = [batch for batch in batches if batch not in results]
+        if unsettled:
+            count = sum([(await submission.describe(session, batch)).sent for batch in unsettled])
+            later = (
+                texts.billing_not_answering if outbox.billing_down else texts.sending_in_background
+            )
+            lines.append(later(count))
+        await retire_card(bot, chat_id, state, becomes="\n\n".join(lines))
+        await outbox.shown(results, chat_id=chat_id)
+        if any(r.status == SubmissionStatus.SENT and r.rejected for r in results.values()):
             # Rejected values go back to the draft: walk straight to the first of them.
             await show_next(bot, chat_id, state, session, self.user, draft_id, -1)
             return
         await state.clear()
         await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
 
-    async def _attempt(self, batch_id: int) -> submission.BatchResult:
-        """Send one batch and turn the card into its result."""
-        await edit_card(self.bot, self.chat_id, self.state, texts.SENDING, None)
-        result = await submission.attempt(
-            self.session_pool, self.billing, self.credentials, batch_id, now=_now()
-        )
-        await retire_card(self.bot, self.chat_id, self.state, becomes=texts.batch_result(result))
-        # The batch changed slot rows in its own session: reload them here. The user
-        # row is expired with them and must be loaded again now, not lazily later.
-        self.session.expire_all()
-        await self.session.refresh(self.user)
-        return result
+
+def result_notifier(bot: Bot) -> Callable[[submission.BatchResult], Awaitable[None]]:
+    """How the outbox worker tells an inspector a batch's outcome after they moved on."""
+
+    async def notify(result: submission.BatchResult) -> None:
+        try:
+            await bot.send_message(result.chat_id, texts.batch_settled_later(result))
+        except (TelegramForbiddenError, TelegramNotFound) as exc:
+            # Blocked the bot or the chat is gone: nobody to tell, and nothing to retry.
+            log.warning("Batch %s: inspector not told (%s)", result.submission_id, exc.message)
+        except TelegramBadRequest as exc:
+            if "chat not found" not in exc.message:
+                raise
+            log.warning("Batch %s: inspector's chat not found", result.submission_id)
+
+    return notify
 
 
 # --- edits of typed values ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from billing_client.base import Billing, BillingAuth
+from billing_client.errors import BillingUnavailable
 from billing_client.models import Building
 from services.search import BuildingIndex, Match
 
@@ -55,7 +56,14 @@ class BuildingDirectory:
             cached = self._cache.get(account_id)
             if cached is not None and self._clock() - cached[0] < self._ttl:
                 return cached[1], cached[2]
-            listing = await self._billing.buildings(auth)
+            try:
+                listing = await self._billing.buildings(auth)
+            except BillingUnavailable:
+                if cached is None:
+                    raise
+                # Billing is down: an old list still lets the inspector find a
+                # building and go on entering readings into its saved draft.
+                return cached[1], cached[2]
             index = BuildingIndex(listing.buildings)
             by_id = {building.id: building for building in listing.buildings}
             self._cache[account_id] = (self._clock(), index, by_id)

@@ -11,11 +11,13 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, and_, case, func, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from billing_client.base import Billing
 from billing_client.errors import (
@@ -30,12 +32,11 @@ from storage.models import Draft, DraftSlot, SlotStatus, Submission, SubmissionS
 
 log = logging.getLogger(__name__)
 
-# The first attempt is made by the handler at once; the worker leaves a fresh
-# batch alone this long so the two do not race for it.
-HANDLER_GRACE = timedelta(seconds=60)
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 600.0
 GIVE_UP_AFTER = timedelta(hours=24)
+# last_error of a batch that billing never answered within GIVE_UP_AFTER
+GAVE_UP = "billing unavailable for too long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ class BatchResult:
     accepted: int
     rejected: list[Rejected]
     error: str | None = None
+    chat_id: int = 0  # where the inspector pressed «Отправить»
+    address: str = ""
 
 
 async def create_batch(
@@ -76,7 +79,7 @@ async def create_batch(
         created_by=user_id,
         chat_id=chat_id,
         created_at=now,
-        next_attempt_at=now + HANDLER_GRACE,
+        next_attempt_at=now,  # due at once: the outbox worker sends it
     )
     session.add(submission)
     await session.flush()
@@ -104,17 +107,168 @@ async def create_batch(
     return submission.id
 
 
-async def pending_batches(session: AsyncSession, now: datetime) -> list[int]:
-    """Batches due for an attempt (including ones a crash left behind)."""
-    rows = await session.execute(
-        select(Submission.id)
-        .where(
-            Submission.status == SubmissionStatus.PENDING,
-            Submission.next_attempt_at <= now,
-        )
-        .order_by(Submission.id)
+async def claim_due(
+    session_pool: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    pending: bool,
+) -> list[int]:
+    """Lease up to `limit` rows the worker is due to act on; no one else gets them.
+
+    pending=True: batches due for a send; False: finished batches whose inspector
+    has not been told yet. A row is free when nobody holds it or its lease ran out
+    (the worker that held it crashed). On PostgreSQL the candidates are locked
+    with SELECT … FOR UPDATE SKIP LOCKED, so two instances never wait on each
+    other; SQLite (one writer at a time) ignores that clause, and the conditional
+    UPDATE … RETURNING alone decides: a row leased meanwhile is not returned.
+    """
+    if limit <= 0:
+        return []
+    is_pending = Submission.status == SubmissionStatus.PENDING
+    due = and_(
+        is_pending if pending else ~is_pending,
+        Submission.next_attempt_at.is_not(None),
+        Submission.next_attempt_at <= now,
+        or_(Submission.claimed_until.is_(None), Submission.claimed_until < now),
     )
-    return list(rows.scalars())
+    async with session_pool() as session:
+        candidates = (
+            await session.execute(
+                select(Submission.id)
+                .where(due)
+                .order_by(Submission.next_attempt_at, Submission.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+        ids = list(candidates)
+        if not ids:
+            await session.rollback()
+            return []
+        claimed = await session.execute(
+            update(Submission)
+            .where(Submission.id.in_(ids), due)
+            .values(claimed_by=worker_id, claimed_until=now + lease)
+            .returning(Submission.id)
+            .execution_options(synchronize_session=False)
+        )
+        got = sorted(claimed.scalars())
+        await session.commit()
+        return got
+
+
+async def next_due(
+    session_pool: async_sessionmaker[AsyncSession], *, pending: bool
+) -> datetime | None:
+    """When the earliest row becomes due or its lease runs out (None: no work left)."""
+    is_pending = Submission.status == SubmissionStatus.PENDING
+    # A leased row is due when its time has come and its lease has run out.
+    free_at = case(
+        (Submission.claimed_until > Submission.next_attempt_at, Submission.claimed_until),
+        else_=Submission.next_attempt_at,
+    )
+    async with session_pool() as session:
+        moment = await session.scalar(
+            select(func.min(type_coerce(free_at, DateTime(timezone=True)))).where(
+                Submission.next_attempt_at.is_not(None), is_pending if pending else ~is_pending
+            )
+        )
+    return _aware(moment) if moment is not None else None
+
+
+async def _update_rows(
+    session_pool: async_sessionmaker[AsyncSession],
+    ids: Iterable[int],
+    *conditions: ColumnElement[bool],
+    **values: object,
+) -> None:
+    wanted = list(ids)
+    if not wanted:
+        return
+    async with session_pool() as session:
+        await session.execute(
+            update(Submission)
+            .where(Submission.id.in_(wanted), *conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+
+async def renew(
+    session_pool: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    ids: Iterable[int],
+    *,
+    until: datetime,
+) -> None:
+    """Extend the worker's leases on rows it is still working on."""
+    await _update_rows(session_pool, ids, Submission.claimed_by == worker_id, claimed_until=until)
+
+
+async def release(
+    session_pool: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    ids: Iterable[int],
+    *,
+    due_at: datetime | None = None,
+) -> None:
+    """Give the worker's leases back (at shutdown, or after a failed notification).
+
+    `due_at` moves the next look at the row; without it the row stays due.
+    """
+    values: dict[str, object] = {"claimed_by": None, "claimed_until": None}
+    if due_at is not None:
+        values["next_attempt_at"] = due_at
+    await _update_rows(
+        session_pool,
+        ids,
+        Submission.claimed_by == worker_id,
+        Submission.next_attempt_at.is_not(None),
+        **values,
+    )
+
+
+async def mark_notified(
+    session_pool: async_sessionmaker[AsyncSession],
+    ids: Iterable[int],
+    *,
+    now: datetime,
+    chat_id: int | None = None,
+) -> None:
+    """The inspector has been told these finished batches' outcome: nothing left to do.
+
+    chat_id: only batches written from that chat (another inspector's screen
+    does not count as telling the one who sent it).
+    """
+    chat = [] if chat_id is None else [Submission.chat_id == chat_id]
+    await _update_rows(
+        session_pool,
+        ids,
+        Submission.status != SubmissionStatus.PENDING,
+        *chat,
+        notified_at=now,
+        next_attempt_at=None,
+        claimed_by=None,
+        claimed_until=None,
+    )
+
+
+async def hurry(session: AsyncSession, ids: Iterable[int], *, now: datetime) -> None:
+    """Make pending batches due now (the inspector pressed «Отправить» again)."""
+    wanted = list(ids)
+    if not wanted:
+        return
+    await session.execute(
+        update(Submission)
+        .where(Submission.id.in_(wanted), Submission.status == SubmissionStatus.PENDING)
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
 
 
 async def pending_for_draft(session: AsyncSession, draft_id: int) -> list[int]:
@@ -128,10 +282,41 @@ async def pending_for_draft(session: AsyncSession, draft_id: int) -> list[int]:
 
 
 async def pending_count(session: AsyncSession) -> int:
-    rows = await session.execute(
-        select(Submission.id).where(Submission.status == SubmissionStatus.PENDING)
+    """How many batches wait for billing (for /status and health checks)."""
+    count = await session.scalar(
+        select(func.count(Submission.id)).where(Submission.status == SubmissionStatus.PENDING)
     )
-    return len(rows.all())
+    return int(count or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the outbox spaces out attempts of one batch."""
+
+    base: float = BACKOFF_BASE
+    ceiling: float = BACKOFF_MAX
+    give_up_after: timedelta = GIVE_UP_AFTER
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds until the next attempt: Retry-After if billing gave one, else
+        exponential backoff with "equal jitter" (half fixed, half random), so the
+        waits really grow and many batches do not retry in step.
+        """
+        if retry_after is not None:
+            # Never earlier than asked; a little later, so that batches told the
+            # same moment do not all arrive at once.
+            return retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
+        step = min(self.ceiling, self.base * 2.0 ** min(max(attempts - 1, 0), 30))
+        return step / 2 + random.uniform(0, step / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One send: the batch's state afterwards, and the transient failure if any."""
+
+    result: BatchResult
+    transient: BillingError | None = None
+    sent: bool = True  # False: the row was not this worker's to send (anymore)
 
 
 async def attempt(
@@ -140,50 +325,73 @@ async def attempt(
     credentials: CredentialsProvider,
     submission_id: int,
     *,
+    worker_id: str,
+    policy: RetryPolicy,
     now: datetime,
-) -> BatchResult:
-    """Send one pending batch once; settle it, or schedule the next attempt.
+) -> Attempt:
+    """Send one leased pending batch once; settle it, or schedule the next attempt.
 
-    Transient failures (billing down, timeouts with an unknown outcome, 429) keep
-    the batch pending with the same key; anything else fails it for good and gives
-    its slots back to the draft.
+    Transient failures (billing down, a timeout whose outcome is unknown, 429)
+    keep the batch pending with the same key and body, to be sent again after a
+    backoff (or the Retry-After billing asked for); anything else fails it for
+    good and gives its slots back to the draft. Settling is conditional on the
+    batch still being pending, so two workers can never settle it twice.
     """
     async with session_pool() as session:
         submission = await session.get(Submission, submission_id)
         if submission is None:
             msg = f"submission {submission_id} does not exist"
             raise LookupError(msg)
-        if submission.status != SubmissionStatus.PENDING:
-            return await describe(session, submission_id)
+        if submission.status != SubmissionStatus.PENDING or submission.claimed_by != worker_id:
+            return Attempt(await describe(session, submission_id), sent=False)
         draft = await session.get(Draft, submission.draft_id)
         assert draft is not None
         readings = [ReadingIn.model_validate(item) for item in json.loads(submission.payload)]
         submission.attempts += 1
+        attempts = submission.attempts
+        key = submission.idempotency_key
+        created_at = _aware(submission.created_at)
+        # Counted before the call: a batch that crashes the process every time shows it.
+        await session.commit()
         try:
             auth = await credentials.auth_for(session, draft.account_id)
-            result = await billing.submit(
-                auth, draft.building_id, readings, submission.idempotency_key
-            )
+            result = await billing.submit(auth, draft.building_id, readings, key)
         except (BillingUnavailable, TooManyAttempts) as exc:
-            delay = _backoff(submission.attempts, exc)
-            if now - _aware(submission.created_at) > GIVE_UP_AFTER:
-                return await _fail(session, submission, "billing unavailable for too long", now)
-            submission.next_attempt_at = now + timedelta(seconds=delay)
-            submission.last_error = type(exc).__name__
+            later = datetime.now(UTC)
+            if later - created_at > policy.give_up_after:
+                log.error("Batch %s: billing unavailable for too long, giving up", submission_id)
+                failed = await _fail(session, submission_id, GAVE_UP)
+                return Attempt(failed, transient=exc)
+            delay = policy.delay(attempts, exc.retry_after)
+            await session.execute(
+                update(Submission)
+                .where(
+                    Submission.id == submission_id,
+                    Submission.status == SubmissionStatus.PENDING,
+                    Submission.claimed_by == worker_id,
+                )
+                .values(
+                    next_attempt_at=later + timedelta(seconds=delay),
+                    last_error=type(exc).__name__,
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
             await session.commit()
             log.warning(
-                "Batch %s not sent (%s), attempt %s; next in %.0f s",
+                "Batch %s not sent (%s), attempt %s; next in %.1f s",
                 submission_id,
                 type(exc).__name__,
-                submission.attempts,
+                attempts,
                 delay,
             )
-            return await describe(session, submission_id, error=type(exc).__name__)
+            return Attempt(await describe(session, submission_id), transient=exc)
         except (BillingError, AccountNotLinked) as exc:
             log.error("Batch %s failed for good: %s", submission_id, type(exc).__name__)
-            return await _fail(session, submission, str(exc)[:500], now)
-        await _apply(session, submission, result, now)
-        return await describe(session, submission_id)
+            return Attempt(await _fail(session, submission_id, str(exc)[:500]))
+        await _apply(session, submission_id, result)
+        return Attempt(await describe(session, submission_id))
 
 
 def _aware(moment: datetime) -> datetime:
@@ -191,20 +399,43 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _backoff(attempts: int, exc: BillingError) -> float:
-    if isinstance(exc, TooManyAttempts):
-        return max(exc.retry_after, BACKOFF_BASE)
-    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempts, 10))
-    return random.uniform(ceiling / 2, ceiling)
+async def _settle(
+    session: AsyncSession, submission_id: int, status: SubmissionStatus, **values: object
+) -> bool:
+    """Move the batch out of PENDING, only if it still is (False: someone else did)."""
+    now = datetime.now(UTC)
+    settled = await session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.status == SubmissionStatus.PENDING)
+        .values(
+            status=status,
+            finished_at=now,
+            # Due at once: the inspector is told next (see Outbox).
+            next_attempt_at=now,
+            **values,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(settled.rowcount)  # type: ignore[attr-defined]
 
 
-async def _apply(
-    session: AsyncSession, submission: Submission, result: SubmitResult, now: datetime
-) -> None:
+async def _apply(session: AsyncSession, submission_id: int, result: SubmitResult) -> None:
     rejected = {item.meter_id: item for item in result.rejected}
     accepted = set(result.accepted)
+    settled = await _settle(
+        session,
+        submission_id,
+        SubmissionStatus.SENT,
+        billing_submission_id=result.submission_id,
+        accepted_count=len(accepted),
+        rejected_count=len(rejected),
+        last_error=None,
+    )
+    if not settled:
+        await session.rollback()
+        return
     rows = (
-        await session.execute(select(DraftSlot).where(DraftSlot.submission_id == submission.id))
+        await session.execute(select(DraftSlot).where(DraftSlot.submission_id == submission_id))
     ).scalars()
     for row in rows:
         if row.status != SlotStatus.SENDING:
@@ -219,34 +450,28 @@ async def _apply(
             # Billing said nothing of it: keep it for the next send rather than lose it.
             row.status = SlotStatus.FILLED
             row.submission_id = None
-    submission.status = SubmissionStatus.SENT
-    submission.billing_submission_id = result.submission_id
-    submission.accepted_count = len(accepted)
-    submission.rejected_count = len(rejected)
-    submission.finished_at = now
-    submission.next_attempt_at = None
-    submission.last_error = None
     await session.commit()
 
 
-async def _fail(
-    session: AsyncSession, submission: Submission, error: str, now: datetime
-) -> BatchResult:
-    await reset_sending(session, submission.id)
-    submission.status = SubmissionStatus.FAILED
-    submission.finished_at = now
-    submission.next_attempt_at = None
-    submission.last_error = error
-    await session.commit()
-    return await describe(session, submission.id, error=error)
+async def _fail(session: AsyncSession, submission_id: int, error: str) -> BatchResult:
+    await session.rollback()
+    if await _settle(session, submission_id, SubmissionStatus.FAILED, last_error=error):
+        await reset_sending(session, submission_id)
+        await session.commit()
+    else:
+        await session.rollback()
+    return await describe(session, submission_id, error=error)
 
 
 async def describe(
     session: AsyncSession, submission_id: int, *, error: str | None = None
 ) -> BatchResult:
     """The batch's current state with its rejections (apartment and reason)."""
-    submission = await session.get(Submission, submission_id)
+    # populate_existing: the worker settles rows with plain UPDATEs, so a copy
+    # already in this session may be stale.
+    submission = await session.get(Submission, submission_id, populate_existing=True)
     assert submission is not None
+    draft = await session.get(Draft, submission.draft_id)
     sent = len(json.loads(submission.payload))
     rejected: list[Rejected] = []
     if submission.status == SubmissionStatus.SENT and submission.rejected_count:
@@ -276,4 +501,6 @@ async def describe(
         accepted=submission.accepted_count,
         rejected=rejected,
         error=error or submission.last_error,
+        chat_id=submission.chat_id,
+        address=draft.address if draft is not None else "",
     )

@@ -260,6 +260,18 @@ async def find_draft(
     ).scalar_one_or_none()
 
 
+async def latest_draft(session: AsyncSession, account_id: str, building_id: str) -> int | None:
+    """The building's most recent draft (to go on entering while billing is down)."""
+    return (
+        await session.execute(
+            select(Draft.id)
+            .where(Draft.account_id == account_id, Draft.building_id == building_id)
+            .order_by(Draft.period.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 async def progress(session: AsyncSession, draft_id: int) -> Progress:
     """Counts of the draft's slots by status (one grouped query)."""
     draft = await session.get(Draft, draft_id)

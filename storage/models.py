@@ -174,7 +174,10 @@ class Submission(Base):
     """One batch for billing (an outbox row): written with its key before the first try."""
 
     __tablename__ = "submissions"
-    __table_args__ = (Index("ix_submissions_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_submissions_status_next", "status", "next_attempt_at"),
+        Index("ix_submissions_next_attempt_at", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
@@ -185,9 +188,18 @@ class Submission(Base):
     chat_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the outbox worker is due to look at the row: the next send while it is
+    # pending, the notification once it is finished; None when nothing is left to do.
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     billing_submission_id: Mapped[str | None] = mapped_column(String(64))
     accepted_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # The outbox worker's lease: while it runs, no other worker (or instance) takes
+    # the row; a crash leaves it to run out, and the row is taken up again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the inspector was told the final outcome; a finished row without it is
+    # told at the next chance (after a crash too).
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

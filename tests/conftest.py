@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from billing_client import open_billing
 from billing_client.base import Billing
 from bot import create_bot, create_dispatcher
+from services.outbox import Outbox
 from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
@@ -38,6 +39,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "app_settings(**values): settings overrides for the `app` fixture"
+    )
+
+
 @dataclass
 class App:
     tg: FakeTelegram
@@ -47,6 +54,12 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox worker (started and stopped with polling)."""
+        outbox: Outbox = self.dispatcher["outbox"]
+        return outbox
 
 
 def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: object) -> Settings:
@@ -96,7 +109,22 @@ async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App
 
 
 @pytest.fixture
-async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+def app_overrides() -> dict[str, object]:
+    """Settings for the `app` fixture; a module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+async def app(
+    fake_telegram: FakeTelegram,
+    bot_token: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    app_overrides: dict[str, object],
+) -> AsyncIterator[App]:
+    # @pytest.mark.app_settings(OUTBOX_RETRY_BASE=0.1, ...) changes settings for one test.
+    marker = request.node.get_closest_marker("app_settings")
+    overrides = {**app_overrides, **(marker.kwargs if marker is not None else {})}
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **overrides)
     async with running_app(fake_telegram, settings) as running:
         yield running

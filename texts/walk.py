@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from services.submission import BatchResult
+from services.submission import GAVE_UP, BatchResult
 from services.values import PlausibilityWarning, ValueProblem, ValueProblemKind, WarningKind
 from services.walk import Progress, SkipReason, Slot
 from storage.models import SlotStatus, SubmissionStatus
@@ -278,13 +278,48 @@ def review(progress: Progress, warned: Sequence[Slot]) -> str:
 NOT_ALL_FILLED = "Не все поля заполнены. Вернуться к заполнению?"
 NOTHING_TO_SEND = "Нечего отправлять: новых показаний нет."
 SENDING = "Отправляю показания в энергосбыт…"
+BILLING_DOWN_SAVED_DRAFT = (
+    "Энергосбыт сейчас не отвечает — открыт сохранённый список приборов. "
+    "Вводите показания: они сохраняются и уйдут автоматически, когда он ответит."
+)
+BILLING_DOWN_NO_DRAFT = (
+    "Энергосбыт сейчас не отвечает, а список приборов этого дома ещё не загружался. "
+    "Попробуйте открыть дом чуть позже."
+)
+
+
+def readings_count(count: int) -> str:
+    """«1 показание», «3 показания», «5 показаний»."""
+    if count % 10 == 1 and count % 100 != 11:
+        word = "показание"
+    elif 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        word = "показания"
+    else:
+        word = "показаний"
+    return f"{count} {word}"
+
+
+def billing_not_answering(count: int) -> str:
+    return (
+        f"Энергосбыт сейчас не отвечает. Ваши показания ({readings_count(count)}) сохранены "
+        "и будут отправлены автоматически, без дублей — результат придёт сообщением."
+    )
+
+
+def sending_in_background(count: int) -> str:
+    return (
+        f"Энергосбыт отвечает медленно. Ваши показания ({readings_count(count)}) сохранены "
+        "и отправляются — результат придёт сообщением."
+    )
 
 
 def batch_result(result: BatchResult) -> str:
     if result.status == SubmissionStatus.PENDING:
+        return billing_not_answering(result.sent)
+    if result.status == SubmissionStatus.FAILED and result.error == GAVE_UP:
         return (
-            f"Энергосбыт сейчас не отвечает. {result.sent} показаний сохранены и не потеряются: "
-            "откройте дом позже и нажмите «Отправить» — пакет уйдёт с тем же ключом, без дублей."
+            "Энергосбыт так и не ответил, пакет снят с отправки. Показания остались "
+            "в черновике — откройте дом и нажмите «Отправить» ещё раз."
         )
     if result.status == SubmissionStatus.FAILED:
         return (
@@ -303,8 +338,12 @@ def batch_result(result: BatchResult) -> str:
     return "\n".join(lines)
 
 
-def batch_settled_later(address: str, result: BatchResult) -> str:
-    return f"🏠 {esc(address)}\n" + batch_result(result)
+def batch_settled_later(result: BatchResult) -> str:
+    """The message that brings a batch's outcome after the inspector moved on."""
+    text = f"🏠 {esc(result.address)}\nРезультат отправки:\n" + batch_result(result)
+    if result.status == SubmissionStatus.SENT and result.rejected:
+        text += "\n\nОткройте дом в «Передаче показаний по дому», чтобы исправить."
+    return text
 
 
 # --- viewing ----------------------------------------------------------------------
