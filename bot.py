@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -26,8 +28,11 @@ import texts
 from billing_client.base import Billing
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
+from handlers.supervisor import TelegramGroupTransport
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.digest import DigestConfig, DigestScheduler
+from services.group_posts import GroupPoster
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
@@ -112,6 +117,32 @@ def create_dispatcher(
     return dispatcher
 
 
+def create_group_poster(
+    bot: Bot,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    *,
+    digest_clock: Callable[[], datetime] | None = None,
+) -> GroupPoster:
+    """The background sender of group messages (summaries, digests), paced per group."""
+    session_pool = dispatcher["session_pool"]
+    digest = DigestScheduler(
+        session_pool,
+        dispatcher["billing"],
+        dispatcher["credentials"],
+        DigestConfig(
+            enabled=settings.DIGEST_ENABLED,
+            hour=settings.DIGEST_HOUR,
+            start_day=settings.WINDOW_START_DAY,
+            end_day=settings.WINDOW_END_DAY,
+            tz=settings.tz,
+            default_chat_id=settings.SUPERVISOR_CHAT_ID,
+        ),
+        clock=digest_clock,
+    )
+    return GroupPoster(session_pool, TelegramGroupTransport(bot), on_tick=digest)
+
+
 def bot_commands() -> list[BotCommand]:
     return [BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()]
 
@@ -145,7 +176,14 @@ async def run(settings: Settings) -> None:
             # Pending updates are never dropped: readings typed while the bot was
             # down must still be handled.
             await bot.delete_webhook(drop_pending_updates=False)
-            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+            poster = asyncio.create_task(create_group_poster(bot, dispatcher, settings).run())
+            try:
+                await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
+            finally:
+                poster.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poster
+                await bot.session.close()
         finally:
             await billing.close()
     finally:

@@ -35,7 +35,7 @@ from keyboards.readings import (
     review_keyboard,
     skip_reasons_keyboard,
 )
-from services import submission, walk
+from services import submission, summary, walk
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from settings import Settings
@@ -367,7 +367,16 @@ async def slot_action(
         )
     elif action == SlotActionKind.SEND:
         await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            session_pool,
+            billing,
+            credentials,
+            draft_id,
+            settings,
         )
     elif action == SlotActionKind.EXIT:
         await state.clear()
@@ -457,6 +466,7 @@ async def review_action(
     session_pool: async_sessionmaker[AsyncSession],
     billing: Billing,
     credentials: CredentialsProvider,
+    settings: Settings,
 ) -> None:
     assert callback.message is not None
     chat_id = callback.message.chat.id
@@ -473,11 +483,29 @@ async def review_action(
         await show_next(bot, chat_id, state, session, linked_user, draft_id, -1, edit=True)
     elif callback_data.action == ReviewActionKind.SEND:
         await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            session_pool,
+            billing,
+            credentials,
+            draft_id,
+            settings,
         )
     else:
         await _send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
+            bot,
+            chat_id,
+            state,
+            session,
+            linked_user,
+            session_pool,
+            billing,
+            credentials,
+            draft_id,
+            settings,
         )
 
 
@@ -491,6 +519,7 @@ async def _ask_or_send(
     billing: Billing,
     credentials: CredentialsProvider,
     draft_id: int,
+    settings: Settings,
 ) -> None:
     progress = await walk.progress(session, draft_id)
     if progress.empty:
@@ -500,7 +529,9 @@ async def _ask_or_send(
             bot, chat_id, state, texts.NOT_ALL_FILLED, not_all_filled_keyboard(draft_id)
         )
         return
-    await _send(bot, chat_id, state, session, user, session_pool, billing, credentials, draft_id)
+    await _send(
+        bot, chat_id, state, session, user, session_pool, billing, credentials, draft_id, settings
+    )
 
 
 async def _send(
@@ -513,6 +544,7 @@ async def _send(
     billing: Billing,
     credentials: CredentialsProvider,
     draft_id: int,
+    settings: Settings,
 ) -> None:
     # A batch left pending by an outage goes first, with its own key: a press of
     # «Отправить» is also how the inspector retries it.
@@ -521,6 +553,7 @@ async def _send(
         result = await submission.attempt(
             session_pool, billing, credentials, pending_id, now=_now()
         )
+        await _batch_settled(session, settings, result)
         await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
         session.expire_all()
         if result.status == SubmissionStatus.PENDING:
@@ -543,6 +576,7 @@ async def _send(
         return
     await edit_card(bot, chat_id, state, texts.SENDING, None)
     result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
+    await _batch_settled(session, settings, result)
     await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
     session.expire_all()
     if result.status == SubmissionStatus.SENT and result.rejected:
@@ -551,6 +585,21 @@ async def _send(
         return
     await state.clear()
     await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+
+async def _batch_settled(
+    session: AsyncSession, settings: Settings, result: submission.BatchResult
+) -> None:
+    # The one place a batch's final outcome meets the supervisor's group.
+    if result.status == SubmissionStatus.PENDING:
+        return
+    session.expire_all()  # the batch was settled in another session
+    await summary.enqueue_submission_summary(
+        session,
+        result.submission_id,
+        default_chat_id=settings.SUPERVISOR_CHAT_ID,
+        tz=settings.tz,
+    )
 
 
 # --- edits of typed values ---------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_client import open_billing
 from billing_client.base import Billing
-from bot import create_bot, create_dispatcher
+from bot import create_bot, create_dispatcher, create_group_poster
+from services.group_posts import GroupPoster
 from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
@@ -38,6 +40,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+class TestClock:
+    """A time source tests can set (the digest's clock); None means the real time."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at or datetime.now(UTC)
+
+
 @dataclass
 class App:
     tg: FakeTelegram
@@ -47,6 +59,8 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+    poster: GroupPoster | None = None
+    clock: TestClock = field(default_factory=TestClock)
 
 
 def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: object) -> Settings:
@@ -65,8 +79,17 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 
 @pytest.fixture
-async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+def app_settings(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Setting overrides for `app`: `@pytest.mark.app_settings(DIGEST_ENABLED=True)`."""
+    marker = request.node.get_closest_marker("app_settings")
+    return dict(marker.kwargs) if marker else {}
+
+
+@pytest.fixture
+async def app(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, app_settings: dict[str, object]
+) -> AsyncIterator[App]:
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **app_settings)
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -79,13 +102,19 @@ async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> As
         billing=billing,
         vault=Vault.from_setting(settings.SECRET_KEY.get_secret_value()),
     )
+    clock = TestClock()
+    poster = create_group_poster(bot, dispatcher, settings, digest_clock=clock)
+    posting = asyncio.create_task(poster.run())
     polling = asyncio.create_task(
         dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
     )
     await fake_telegram.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing)
+        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, poster, clock)
     finally:
+        posting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await posting
         with contextlib.suppress(RuntimeError):
             await dispatcher.stop_polling()
         with contextlib.suppress(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from billing_client.models import LoginResult
 from services.accounts import (
     BillingDown,
     Linked,
+    LinkResult,
     Throttled,
     WrongCredentials,
     link_account,
@@ -101,7 +102,7 @@ async def try_login(
     login: str = "uk-sibir",
     password: str = PASSWORD,
     now: datetime = T0,
-) -> Linked | WrongCredentials | Throttled | BillingDown:
+) -> LinkResult:
     return await link_account(
         session,
         billing,
