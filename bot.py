@@ -24,11 +24,12 @@ from aiogram.types import BotCommand
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import texts
 from billing_client.base import Billing
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
 from handlers.supervisor import TelegramGroupTransport
+from handlers.team import inspector_commands, show_role_commands
+from services import team
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from services.digest import DigestConfig, DigestScheduler
@@ -38,6 +39,7 @@ from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import SqlStorage
 from storage.migrate import upgrade_database
+from storage.models import Role
 
 log = logging.getLogger("bot")
 
@@ -143,8 +145,17 @@ def create_group_poster(
     return GroupPoster(session_pool, TelegramGroupTransport(bot), on_tick=digest)
 
 
+async def show_admin_commands(bot: Bot, session_pool: async_sessionmaker[AsyncSession]) -> None:
+    """Admins linked before a restart (or before teams existed) get the team's commands."""
+    async with session_pool() as session:
+        admin_ids = await team.admins(session)
+    for admin_id in admin_ids:
+        await show_role_commands(bot, admin_id, Role.ADMIN)
+
+
 def bot_commands() -> list[BotCommand]:
-    return [BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()]
+    """The default command menu (an admin's own menu adds the team's)."""
+    return inspector_commands()
 
 
 async def run(settings: Settings) -> None:
@@ -166,6 +177,7 @@ async def run(settings: Settings) -> None:
                 settings=settings, session_pool=session_pool, billing=billing, vault=vault
             )
             await bot.set_my_commands(bot_commands())
+            await show_admin_commands(bot, session_pool)
             log.info(
                 "Starting: mode=%s, api=%s, database=%s, billing=%s",
                 settings.MODE.value,

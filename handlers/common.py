@@ -61,8 +61,11 @@ async def not_linked(message: Message, user: TelegramUser | None = None) -> None
     await message.answer(texts.ACCESS_REVOKED if revoked else texts.NOT_LINKED)
 
 
-async def not_linked_button(callback: CallbackQuery) -> None:
-    await callback.answer(texts.NOT_LINKED_SHORT, show_alert=True)
+async def not_linked_button(callback: CallbackQuery, user: TelegramUser | None = None) -> None:
+    revoked = user is not None and user.revoked_at is not None
+    await callback.answer(
+        texts.ACCESS_REVOKED if revoked else texts.NOT_LINKED_SHORT, show_alert=True
+    )
 
 
 def create_router() -> Router:

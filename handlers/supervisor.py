@@ -123,7 +123,7 @@ async def cmd_unbind(
     if account_id is None:
         return
     if account_id != bound:
-        await message.answer(texts.BIND_NOT_GROUP_ADMIN)
+        await message.answer(texts.UNBIND_OTHER_ACCOUNT)
         return
     company = await groups.unbind(session, message.chat.id)
     await message.answer(texts.unbound(company or ""))

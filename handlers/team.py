@@ -31,6 +31,7 @@ REFUSALS = {
     "used": texts.INVITE_USED,
     "expired": texts.INVITE_EXPIRED,
     "other_account": texts.INVITE_ALREADY_MEMBER_ELSEWHERE,
+    "member": texts.INVITE_ALREADY_MEMBER,
 }
 
 

@@ -78,7 +78,7 @@ class Joined:
 class InviteRefused:
     """Why an invite did not let the user in."""
 
-    reason: str  # "unknown", "used", "expired", "other_account"
+    reason: str  # "unknown", "used", "expired", "other_account", "member"
 
 
 JoinResult = Joined | InviteRefused
@@ -110,6 +110,10 @@ async def accept_invite(
     active = user is not None and user.account_id is not None and user.revoked_at is None
     if active and user is not None and user.account_id != invite.account_id:
         return InviteRefused("other_account")
+    if active:
+        # Already in this team (e.g. the admin tried the link): keep the invite for
+        # the person it was made for.
+        return InviteRefused("member")
     claimed = await session.execute(
         update(Invite)
         .where(Invite.id == invite.id, Invite.used_at.is_(None))
@@ -121,8 +125,7 @@ async def accept_invite(
     if user is None:
         user = TelegramUser(id=telegram_user_id)
         session.add(user)
-    if not active or user.role is None:
-        user.role = Role.INSPECTOR
+    user.role = Role.INSPECTOR
     user.full_name = full_name
     user.username = username
     user.account_id = invite.account_id
@@ -215,9 +218,13 @@ async def hand_over_admin(
     return member
 
 
-async def revoked_from(session: AsyncSession, telegram_user_id: int) -> str | None:
-    """The account the user was revoked from, if they are revoked."""
-    user = await session.get(TelegramUser, telegram_user_id)
-    if user is None or user.revoked_at is None:
-        return None
-    return user.account_id
+async def admins(session: AsyncSession) -> list[int]:
+    """Every active admin (their command menus are refreshed at start)."""
+    rows = await session.scalars(
+        select(TelegramUser.id).where(
+            TelegramUser.role == Role.ADMIN,
+            TelegramUser.account_id.is_not(None),
+            TelegramUser.revoked_at.is_(None),
+        )
+    )
+    return list(rows)

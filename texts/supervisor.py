@@ -25,6 +25,7 @@ __all__ = [
     "GROUP_NOT_BOUND",
     "STATUS_BILLING_DOWN",
     "UNBIND_NOT_BOUND",
+    "UNBIND_OTHER_ACCOUNT",
     "bound",
     "bound_elsewhere",
     "digest_lines",
@@ -55,6 +56,10 @@ BIND_NOT_LINKED_ANONYMOUS = (
 BIND_AMBIGUOUS_ANONYMOUS = (
     "Вы пишете анонимно, а администраторы группы вошли в разные учётные записи. "
     "Отключите анонимность и повторите /bind, чтобы я понял, чью учётную запись привязать."
+)
+UNBIND_OTHER_ACCOUNT = (
+    "Группа привязана к другой учётной записи: отвязать её может администратор группы, "
+    "вошедший в бота под той учётной записью."
 )
 UNBIND_NOT_BOUND = "Эта группа не привязана: сводки сюда не приходят."
 GROUP_NOT_BOUND = (

@@ -14,6 +14,7 @@ __all__ = [
     "BTN_INVITE",
     "BTN_REVOKE",
     "BTN_TEAM_BACK",
+    "INVITE_ALREADY_MEMBER",
     "INVITE_ALREADY_MEMBER_ELSEWHERE",
     "INVITE_EXPIRED",
     "INVITE_UNKNOWN",
@@ -55,6 +56,9 @@ INVITE_EXPIRED = "Срок действия ссылки-приглашения 
 INVITE_ALREADY_MEMBER_ELSEWHERE = (
     "Вы уже вошли в другую учётную запись. Сначала выйдите (/logout), "
     "затем откройте ссылку-приглашение ещё раз."
+)
+INVITE_ALREADY_MEMBER = (
+    "Вы уже в этой команде. Ссылка осталась неиспользованной — перешлите её сотруднику."
 )
 ACCESS_REVOKED = (
     "Администратор закрыл вам доступ к учётной записи. Вернуться можно только "

@@ -46,6 +46,8 @@ async def test_an_invite_lets_an_inspector_in_once_without_the_password(app: App
     assert {"team", "invite"} <= command_names(app, 1001)  # the admin's menu has the team
     code = await invite_code(admin)
     assert len(code) >= 20
+    await admin.send_command("/start", args=code)  # the admin checks the link
+    await admin.wait_for("Ссылка осталась неиспользованной")
 
     inspector = await join(app, code, 1002, "Иван")
     assert "контролёр" in inspector.last_bot_message().text  # type: ignore[union-attr]
@@ -55,7 +57,8 @@ async def test_an_invite_lets_an_inspector_in_once_without_the_password(app: App
     assert "team" not in command_names(app, 1002)
 
     await join(app, code, 1003, "Пётр", until="уже использована")
-    assert (await user_row(app, 1003)) is None or (await user_row(app, 1003)).account_id is None  # type: ignore[union-attr]
+    stranger = await user_row(app, 1003)
+    assert stranger is None or stranger.account_id is None
 
     refusal = await inspector.ask("/team", until="только администратор")
     assert refusal
