@@ -188,13 +188,16 @@ async def run(settings: Settings) -> None:
             # Pending updates are never dropped: readings typed while the bot was
             # down must still be handled.
             await bot.delete_webhook(drop_pending_updates=False)
-            poster = asyncio.create_task(create_group_poster(bot, dispatcher, settings).run())
+            poster = create_group_poster(bot, dispatcher, settings)
+            posting = asyncio.create_task(poster.run())
             try:
                 await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
             finally:
-                poster.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await poster
+                poster.stop()
+                try:
+                    await asyncio.wait_for(posting, 10)
+                except TimeoutError:
+                    log.warning("Group poster did not stop in 10 s")
                 await bot.session.close()
         finally:
             await billing.close()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +35,9 @@ DEFAULT_WINDOW = timedelta(seconds=60)
 IDLE_POLL = 1.0
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 600.0
+# A post taken for sending is left alone by other instances this long (a crash
+# while sending makes it due again after that: sent at least once, never dropped).
+CLAIM_FOR = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,7 @@ class GroupPoster:
         self._wake = asyncio.Event()
         # One turn at a time, so a post is never sent twice by overlapping turns.
         self._turn = asyncio.Lock()
+        self._stopping = False
 
     def wake(self) -> None:
         """Something was queued: look at once instead of at the next poll."""
@@ -191,9 +195,14 @@ class GroupPoster:
                 await self._on_tick()
             return await self.tick()
 
+    def stop(self) -> None:
+        """Let `run()` return after the current turn (no query is cut in half)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Post forever (until cancelled); a failure of one turn is logged, not fatal."""
-        while True:
+        """Post until stopped; a failure of one turn is logged, not fatal."""
+        while not self._stopping:
             try:
                 delay = await self.run_once()
             except asyncio.CancelledError:
@@ -201,6 +210,8 @@ class GroupPoster:
             except Exception:
                 log.exception("Group poster turn failed")
                 delay = self._idle
+            if self._stopping:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, delay))
@@ -248,9 +259,28 @@ class GroupPoster:
             return 0.0
         return (recent[len(recent) - self.limit] + self.window - now).total_seconds()
 
+    async def _claim(self, session: AsyncSession, post: GroupPost, now: datetime) -> bool:
+        """Take the post for this attempt (committed), so that another bot instance
+        draining the same table does not send it too."""
+        claimed = await session.execute(
+            update(GroupPost)
+            .where(
+                GroupPost.id == post.id,
+                GroupPost.sent_at.is_(None),
+                or_(GroupPost.claimed_until.is_(None), GroupPost.claimed_until < now),
+            )
+            .values(claimed_until=now + CLAIM_FOR, attempts=GroupPost.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
     async def _send(self, session: AsyncSession, post: GroupPost, now: datetime) -> float:
         """One attempt at one post; the seconds after which this chat may go on."""
-        post.attempts += 1
+        if not await self._claim(session, post, now):
+            return self._idle
+        await session.refresh(post)
+        post.claimed_until = None
         try:
             if post.document is not None:
                 await self._transport.send_document(
@@ -266,6 +296,7 @@ class GroupPoster:
             return exc.seconds
         except ChatMigrated as exc:
             old = post.chat_id
+            await session.commit()
             moved = await follow_migration(session, old, exc.new_chat_id)
             log.warning(
                 "Group %s became supergroup %s%s",

@@ -112,9 +112,8 @@ async def app(
     try:
         yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, poster, clock)
     finally:
-        posting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await posting
+        poster.stop()
+        await asyncio.wait_for(posting, 10)
         with contextlib.suppress(RuntimeError):
             await dispatcher.stop_polling()
         with contextlib.suppress(asyncio.CancelledError):

@@ -179,3 +179,38 @@ def test_split_keeps_every_line_whole_and_in_order(lines: list[str]) -> None:
     assert all(len(part) <= 500 for part in parts)
     assert "\n".join(parts) == "\n".join(lines) or not lines
     assert [line for part in parts for line in part.split("\n")] == (lines or [])
+
+
+async def test_two_instances_draining_one_table_send_each_post_once(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    transport = FakeTransport(clock)
+    first, second = (GroupPoster(pool, transport, clock=clock) for _ in range(2))
+    await queue(pool, -1, "a", 30)
+    for _ in range(1000):
+        if len(transport.sent) >= 30:
+            break
+        delays = [await first.tick(), await second.tick()]
+        clock.now += timedelta(seconds=max(min(delays), 0.001))
+    assert [text for _, _, text in transport.sent] == [f"a {n}" for n in range(30)]
+    assert most_per_window([at for at, _, _ in transport.sent], timedelta(seconds=60)) <= 18
+
+
+async def test_a_post_claimed_by_an_instance_that_died_is_sent_after_the_claim_lapses(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    transport = FakeTransport(clock)
+    await queue(pool, -1, "a", 1)
+    async with pool() as session:
+        post = await session.scalar(select(GroupPost))
+        assert post is not None
+        post.claimed_until = T0 + timedelta(minutes=2)  # taken, then the process died
+        await session.commit()
+    poster = GroupPoster(pool, transport, clock=clock)
+    await poster.tick()
+    assert transport.sent == []
+    clock.now = T0 + timedelta(minutes=2, seconds=1)
+    await drain(poster, clock, transport, 1)
+    assert [text for _, _, text in transport.sent] == ["a 0"]
