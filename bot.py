@@ -34,6 +34,7 @@ from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from services.digest import DigestConfig, DigestScheduler
 from services.group_posts import GroupPoster
+from services.summary import SummarySweeper
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
@@ -142,7 +143,15 @@ def create_group_poster(
         ),
         clock=digest_clock,
     )
-    return GroupPoster(session_pool, TelegramGroupTransport(bot), on_tick=digest)
+    sweeper = SummarySweeper(
+        session_pool, default_chat_id=settings.SUPERVISOR_CHAT_ID, tz=settings.tz
+    )
+
+    async def scheduled() -> None:
+        await sweeper()
+        await digest()
+
+    return GroupPoster(session_pool, TelegramGroupTransport(bot), on_tick=scheduled)
 
 
 async def show_admin_commands(bot: Bot, session_pool: async_sessionmaker[AsyncSession]) -> None:

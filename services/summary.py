@@ -4,6 +4,8 @@
 is known: it renders the summary into messages of at most 4096 characters (never
 cutting a line), attaches the filled template .xlsx and puts everything into the
 group post queue (services/group_posts.py), which delivers it at the group's pace.
+`SummarySweeper` queues, once a minute, any settled batch's summary that the hook
+never queued (a crash in between, or batches settled by another sender).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import texts
 from billing_client.models import Building, Meter, Previous
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 4096
 # Room kept in every part for the «continued (i/n)» line the later parts start with.
 CONTINUATION_RESERVE = 120
+# The sweep for summaries that were never queued: how far back, and how often.
+SWEEP_LOOKBACK = timedelta(hours=24)
+SWEEP_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,10 @@ def workbook_filename(summary: SubmissionSummary) -> str:
     return f"{summary.period}_{safe or 'dom'}_{summary.submission_id}.xlsx"
 
 
+def summary_key(submission_id: int) -> str:
+    return f"summary:{submission_id}"
+
+
 async def enqueue_submission_summary(
     session: AsyncSession,
     submission_id: int,
@@ -245,7 +254,69 @@ async def enqueue_submission_summary(
         session,
         chat_id=chat_id,
         account_id=summary.account_id,
-        key=f"summary:{submission_id}",
+        key=summary_key(submission_id),
         posts=posts,
         now=now or datetime.now(UTC),
     )
+
+
+async def enqueue_missing_summaries(
+    session: AsyncSession,
+    *,
+    default_chat_id: int | None,
+    tz: ZoneInfo,
+    now: datetime,
+    lookback: timedelta = SWEEP_LOOKBACK,
+) -> int:
+    """Queue the summaries of batches settled lately that have none; commits.
+
+    The safety net behind the hook: a crash between a batch's settling and its
+    summary, or a sender that settles batches elsewhere (a background worker),
+    still ends with a summary in the group. Returns the number of batches queued.
+    """
+    settled = await session.scalars(
+        select(Submission.id)
+        .where(
+            Submission.status.in_((SubmissionStatus.SENT, SubmissionStatus.FAILED)),
+            Submission.finished_at >= now - lookback,
+        )
+        .order_by(Submission.id)
+    )
+    queued = 0
+    for submission_id in list(settled):
+        if await group_posts.queued(session, summary_key(submission_id)):
+            continue
+        if await enqueue_submission_summary(
+            session, submission_id, default_chat_id=default_chat_id, tz=tz, now=now
+        ):
+            log.warning("Summary of batch %s was missing: queued now", submission_id)
+            queued += 1
+    return queued
+
+
+class SummarySweeper:
+    """Runs `enqueue_missing_summaries` at most every `interval` (a poster's on_tick)."""
+
+    def __init__(
+        self,
+        session_pool: async_sessionmaker[AsyncSession],
+        *,
+        default_chat_id: int | None,
+        tz: ZoneInfo,
+        interval: timedelta = SWEEP_INTERVAL,
+    ) -> None:
+        self._pool = session_pool
+        self._default_chat_id = default_chat_id
+        self._tz = tz
+        self._interval = interval
+        self._last: datetime | None = None
+
+    async def __call__(self) -> int:
+        now = datetime.now(UTC)
+        if self._last is not None and now - self._last < self._interval:
+            return 0
+        self._last = now
+        async with self._pool() as session:
+            return await enqueue_missing_summaries(
+                session, default_chat_id=self._default_chat_id, tz=self._tz, now=now
+            )

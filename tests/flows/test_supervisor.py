@@ -4,14 +4,14 @@ a group's migration, /status, the digest and the default SUPERVISOR_CHAT_ID."""
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
 from sqlalchemy import select
 
-from services import progress
+from services import group_posts, progress, submission, summary
 from storage.models import Draft, DraftSlot, GroupBinding, GroupPost
 from tests.conftest import App
 from tests.harness.phone import Group, Phone
@@ -267,3 +267,41 @@ async def test_the_morning_digest_comes_once_on_window_days_only(app: App) -> No
     await app.tg.feed.wait_for(
         lambda: len([m for m in group.bot_messages() if "Доброе утро" in m.text]) == 2 or None, 10
     )
+
+
+async def test_a_batch_settled_elsewhere_still_gets_its_summary(app: App) -> None:
+    # A batch settled without the hook (the bot died in between, or a background
+    # sender settled it): the sweep queues its summary.
+    boss = await log_in(app)
+    group = await bind_group(app, boss)
+    await open_building(boss)
+    value = await first_value(app, "Авиастроителей")
+    await boss.ask(value.replace(".", ","), until="Прибор 2 из")
+    now = datetime.now(UTC)
+    async with app.session_pool() as session:
+        draft_id = await session.scalar(select(Draft.id))
+        assert draft_id is not None
+        batch_id = await submission.create_batch(
+            session, draft_id=draft_id, user_id=1001, chat_id=1001, now=now
+        )
+    assert batch_id is not None
+    credentials = app.dispatcher["credentials"]
+    result = await submission.attempt(app.session_pool, app.billing, credentials, batch_id, now=now)
+    assert result.accepted == 1
+
+    async with app.session_pool() as session:
+        # (the poster's own sweep may have come first: either way it is queued once)
+        await summary.enqueue_missing_summaries(
+            session, default_chat_id=None, tz=app.settings.tz, now=datetime.now(UTC)
+        )
+        assert await group_posts.queued(session, summary.summary_key(batch_id))
+        again = await summary.enqueue_missing_summaries(
+            session, default_chat_id=None, tz=app.settings.tz, now=datetime.now(UTC)
+        )
+        assert again == 0
+    assert app.poster is not None
+    app.poster.wake()
+    message = await group.wait_for("Отправка показаний")
+    assert "Отправлено: 1 из 128" in message.text
+    await app.tg.wait_quiet(0.3)
+    assert len([m for m in group.bot_messages() if "Отправка показаний" in m.text]) == 1
