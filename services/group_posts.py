@@ -289,7 +289,9 @@ class GroupPoster:
             else:
                 await self._transport.send_text(post.chat_id, post.text or "")
         except RetryAfter as exc:
-            post.not_before = now + timedelta(seconds=exc.seconds)
+            # Counted from the answer, not from the start of the turn: Telegram's
+            # window opened when it answered.
+            post.not_before = self._clock() + timedelta(seconds=exc.seconds)
             post.last_error = "429"
             await session.commit()
             log.warning("Group %s: flood control, waiting %.0f s", post.chat_id, exc.seconds)
@@ -307,7 +309,7 @@ class GroupPoster:
             return 0.0
         except PostFailed as exc:
             delay = _backoff(post.attempts)
-            post.not_before = now + timedelta(seconds=delay)
+            post.not_before = self._clock() + timedelta(seconds=delay)
             post.last_error = str(exc)[:300]
             await session.commit()
             log.warning(
