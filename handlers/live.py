@@ -11,7 +11,7 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +90,11 @@ async def edit_card(
             log.debug("Card %s not edited (%s): sending a new one", card_id, exc.message)
     message = await bot.send_message(chat_id, text, reply_markup=markup)
     await state.update_data({CARD_KEY: message.message_id})
+
+
+async def take_card(callback: CallbackQuery, state: FSMContext) -> int:
+    """Answer a press and make the pressed message the live card; its chat id."""
+    await callback.answer()
+    assert callback.message is not None
+    await state.update_data({CARD_KEY: callback.message.message_id})
+    return callback.message.chat.id

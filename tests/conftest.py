@@ -78,18 +78,10 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def app_settings(request: pytest.FixtureRequest) -> dict[str, object]:
-    """Setting overrides for `app`: `@pytest.mark.app_settings(DIGEST_ENABLED=True)`."""
-    marker = request.node.get_closest_marker("app_settings")
-    return dict(marker.kwargs) if marker else {}
-
-
-@pytest.fixture
-async def app(
-    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, app_settings: dict[str, object]
-) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **app_settings)
+@contextlib.asynccontextmanager
+async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App]:
+    """The bot built as `python bot.py` builds it, long-polling `tg` in this event loop,
+    with the group poster running beside it (its digest clock is `App.clock`)."""
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -108,9 +100,9 @@ async def app(
     polling = asyncio.create_task(
         dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
     )
-    await fake_telegram.wait_for_call("getUpdates", timeout=10)
+    await tg.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, poster, clock)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, poster, clock)
     finally:
         poster.stop()
         await asyncio.wait_for(posting, 10)
@@ -121,3 +113,19 @@ async def app(
         await bot.session.close()
         await billing.close()
         await engine.dispose()
+
+
+@pytest.fixture
+def app_settings(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Setting overrides for `app`: `@pytest.mark.app_settings(DIGEST_ENABLED=True)`."""
+    marker = request.node.get_closest_marker("app_settings")
+    return dict(marker.kwargs) if marker else {}
+
+
+@pytest.fixture
+async def app(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, app_settings: dict[str, object]
+) -> AsyncIterator[App]:
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **app_settings)
+    async with running_app(fake_telegram, settings) as running:
+        yield running
