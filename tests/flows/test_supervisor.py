@@ -14,6 +14,7 @@ from sqlalchemy import select
 from services import group_posts, progress, submission, summary
 from storage.models import Draft, DraftSlot, GroupBinding, GroupPost
 from tests.conftest import App
+from tests.flows import walking
 from tests.harness.phone import Group, Phone
 
 GROUP_ID = -100500
@@ -24,10 +25,7 @@ async def log_in(
     app: App, user_id: int = 1001, name: str = "Анна", username: str | None = "anna"
 ) -> Phone:
     phone = app.tg.user(user_id=user_id, first_name=name, username=username)
-    await phone.send_command("/start")
-    await phone.wait_for("логин")
-    await phone.ask("demo", until="пароль")
-    await phone.ask("demo", until="Вы вошли")
+    await walking.log_in(phone)
     return phone
 
 
