@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import logging
 import sys
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -25,21 +26,27 @@ from aiogram.types import BotCommand
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import texts
 from billing_client.base import Billing
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
 from handlers.readings import result_notifier
+from handlers.supervisor import TelegramGroupTransport
+from handlers.team import inspector_commands, show_role_commands
+from services import team
 from services.breaker import CircuitBreaker
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.digest import DigestConfig, DigestScheduler
+from services.group_posts import GroupPoster
 from services.outbox import Outbox, OutboxPolicy
 from services.submission import RetryPolicy
+from services.summary import SummarySweeper, summary_hook
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import SqlStorage
 from storage.migrate import upgrade_database
+from storage.models import Role
 
 log = logging.getLogger("bot")
 
@@ -140,6 +147,9 @@ def create_dispatcher(
     """
     credentials = CredentialsProvider(vault)
     outbox = create_outbox(settings, session_pool, billing, credentials)
+    outbox.on_finished.append(
+        summary_hook(session_pool, default_chat_id=settings.SUPERVISOR_CHAT_ID, tz=settings.tz)
+    )
     dispatcher = Dispatcher(
         storage=storage or SqlStorage(session_pool),
         events_isolation=SimpleEventIsolation(),
@@ -152,6 +162,8 @@ def create_dispatcher(
     )
     dispatcher.startup.register(start_outbox)
     dispatcher.shutdown.register(stop_outbox)
+    dispatcher.startup.register(start_group_poster)
+    dispatcher.shutdown.register(stop_group_poster)
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))
     dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
@@ -193,8 +205,71 @@ async def stop_outbox(outbox: Outbox) -> None:
     await outbox.stop()
 
 
+def create_group_poster(
+    bot: Bot,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    *,
+    digest_clock: Callable[[], datetime] | None = None,
+) -> GroupPoster:
+    """The background sender of group messages (summaries, digests), paced per group."""
+    session_pool = dispatcher["session_pool"]
+    digest = DigestScheduler(
+        session_pool,
+        dispatcher["billing"],
+        dispatcher["credentials"],
+        DigestConfig(
+            enabled=settings.DIGEST_ENABLED,
+            hour=settings.DIGEST_HOUR,
+            start_day=settings.WINDOW_START_DAY,
+            end_day=settings.WINDOW_END_DAY,
+            tz=settings.tz,
+            default_chat_id=settings.SUPERVISOR_CHAT_ID,
+        ),
+        clock=digest_clock,
+    )
+    sweeper = SummarySweeper(
+        session_pool, default_chat_id=settings.SUPERVISOR_CHAT_ID, tz=settings.tz
+    )
+
+    async def scheduled() -> None:
+        await sweeper()
+        await digest()
+
+    return GroupPoster(session_pool, TelegramGroupTransport(bot), on_tick=scheduled)
+
+
+async def show_admin_commands(bot: Bot, session_pool: async_sessionmaker[AsyncSession]) -> None:
+    """Admins linked before a restart (or before teams existed) get the team's commands."""
+    async with session_pool() as session:
+        admin_ids = await team.admins(session)
+    for admin_id in admin_ids:
+        await show_role_commands(bot, admin_id, Role.ADMIN)
+
+
+async def start_group_poster(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    """Runs the group poster beside the dispatcher (polling or webhook)."""
+    poster = create_group_poster(
+        bot, dispatcher, settings, digest_clock=dispatcher.get("digest_clock")
+    )
+    dispatcher["group_poster"] = poster
+    dispatcher["group_posting"] = asyncio.create_task(poster.run())
+
+
+async def stop_group_poster(dispatcher: Dispatcher) -> None:
+    poster: GroupPoster | None = dispatcher.get("group_poster")
+    if poster is None:
+        return
+    poster.stop()
+    try:
+        await asyncio.wait_for(dispatcher["group_posting"], 10)
+    except TimeoutError:
+        log.warning("Group poster did not stop in 10 s")
+
+
 def bot_commands() -> list[BotCommand]:
-    return [BotCommand(command=name, description=text) for name, text in texts.COMMANDS.items()]
+    """The default command menu (an admin's own menu adds the team's)."""
+    return inspector_commands()
 
 
 async def run(settings: Settings) -> None:
@@ -216,6 +291,7 @@ async def run(settings: Settings) -> None:
                 settings=settings, session_pool=session_pool, billing=billing, vault=vault
             )
             await bot.set_my_commands(bot_commands())
+            await show_admin_commands(bot, session_pool)
             log.info(
                 "Starting: mode=%s, api=%s, database=%s, billing=%s",
                 settings.MODE.value,

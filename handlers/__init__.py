@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from aiogram import F, Router
 
-from handlers import auth, buildings, common, errors, readings, viewing
+from handlers import auth, buildings, common, errors, readings, supervisor, team, viewing
 
 
 def get_routers() -> list[Router]:
-    """Private-chat inspector routers; the supervisor's group router comes with issue 5."""
+    """Private-chat routers (inspector flows, the admin's team), then the supervisor's
+    group router (groups and supergroups only)."""
     private = Router(name="private")
     private.message.filter(F.chat.type == "private")
     private.edited_message.filter(F.chat.type == "private")
     private.callback_query.filter(F.message.chat.type == "private")
     private.include_routers(
         common.create_router(),  # /help, /cancel, /menu work in any state
+        team.create_router(),  # /start <invite code> before auth's /start; /team, /invite
         auth.create_router(),  # /start, login, /logout
         buildings.create_router(),
         readings.create_router(),
         viewing.create_router(),
         common.create_fallback_router(),
     )
-    return [errors.create_router(), private]
+    return [errors.create_router(), private, supervisor.create_router()]

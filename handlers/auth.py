@@ -22,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import texts
 from billing_client.base import Billing
 from handlers.live import new_card
+from handlers.team import show_role_commands
 from keyboards.menu import main_menu_keyboard
 from services.accounts import (
     MAX_INPUT_LENGTH,
     BillingDown,
     Linked,
     LinkResult,
+    RevokedByAdmin,
     Throttled,
     WrongCredentials,
     company_name,
@@ -175,10 +177,14 @@ async def show_link_result(
             await login_throttled(message, state, result)
         case BillingDown():
             await billing_unavailable(message)
+        case RevokedByAdmin():
+            await state.clear()
+            await message.answer(texts.RELINK_REVOKED)
 
 
 async def login_succeeded(message: Message, bot: Bot, state: FSMContext, result: Linked) -> None:
     await state.clear()
+    await show_role_commands(bot, message.chat.id, result.role)
     text = texts.LOGGED_IN.format(company=texts.esc(result.account_name))
     # The menu is the flow's card, so the next flow retires its buttons.
     await new_card(bot, message.chat.id, state, text, main_menu_keyboard())

@@ -12,6 +12,7 @@ from handlers.filters import LinkedUser
 from handlers.live import disarm_card, edit_card, new_card
 from keyboards.callbacks import MenuAction, MenuCallback
 from keyboards.menu import main_menu_keyboard
+from storage.models import TelegramUser
 
 
 async def cmd_menu(message: Message, bot: Bot, state: FSMContext) -> None:
@@ -55,12 +56,16 @@ async def anything_at_menu(message: Message, bot: Bot, state: FSMContext) -> Non
     await new_card(bot, message.chat.id, state, texts.USE_MENU, main_menu_keyboard())
 
 
-async def not_linked(message: Message) -> None:
-    await message.answer(texts.NOT_LINKED)
+async def not_linked(message: Message, user: TelegramUser | None = None) -> None:
+    revoked = user is not None and user.revoked_at is not None
+    await message.answer(texts.ACCESS_REVOKED if revoked else texts.NOT_LINKED)
 
 
-async def not_linked_button(callback: CallbackQuery) -> None:
-    await callback.answer(texts.NOT_LINKED_SHORT, show_alert=True)
+async def not_linked_button(callback: CallbackQuery, user: TelegramUser | None = None) -> None:
+    revoked = user is not None and user.revoked_at is not None
+    await callback.answer(
+        texts.ACCESS_REVOKED if revoked else texts.NOT_LINKED_SHORT, show_alert=True
+    )
 
 
 def create_router() -> Router:

@@ -73,3 +73,22 @@ class ViewPage(CallbackData, prefix="vp1"):
 
 class SettingsAction(CallbackData, prefix="st1"):
     toggle: str
+
+
+class StatusPageCallback(CallbackData, prefix="gs1"):
+    """A page of /status in the supervisor's group."""
+
+    page: int
+
+
+class TeamActionKind(StrEnum):
+    LIST = "list"
+    INVITE = "invite"
+    MEMBER = "member"
+    REVOKE = "revoke"
+    HAND_OVER = "admin"
+
+
+class TeamAction(CallbackData, prefix="tm1"):
+    action: TeamActionKind
+    member_id: int = 0

@@ -36,6 +36,7 @@ __all__ = [
     "LinkResult",
     "Linked",
     "LogsIn",
+    "RevokedByAdmin",
     "Throttled",
     "WrongCredentials",
     "company_name",
@@ -89,7 +90,12 @@ class BillingDown:
     """Billing did not answer: nothing was decided, the user may try again later."""
 
 
-LinkResult = Linked | WrongCredentials | Throttled | BillingDown
+@dataclass(frozen=True, slots=True)
+class RevokedByAdmin:
+    """The account's admin closed it to this user: only a new invite lets them back."""
+
+
+LinkResult = Linked | WrongCredentials | Throttled | BillingDown | RevokedByAdmin
 
 
 class LogsIn(Protocol):
@@ -290,6 +296,11 @@ async def _link_user(
     return user, left
 
 
+async def _revoked_from(session: AsyncSession, telegram_user_id: int, account_id: str) -> bool:
+    user = await session.get(TelegramUser, telegram_user_id)
+    return user is not None and user.revoked_at is not None and user.account_id == account_id
+
+
 async def link_account(
     session: AsyncSession,
     billing: LogsIn,
@@ -344,6 +355,14 @@ async def link_account(
         log.warning("Billing unavailable during login: %s (%s)", type(exc).__name__, exc.code)
         return BillingDown()
 
+    if await _revoked_from(session, telegram_user_id, result.account.id):
+        # The password is right, but the admin's revocation outranks it.
+        attempt.succeeded = True
+        await session.commit()
+        log.info(
+            "Revoked user %s tried to link account %s again", telegram_user_id, result.account.id
+        )
+        return RevokedByAdmin()
     account = await _save_account(session, credentials, result, login, password)
     user, left_account = await _link_user(
         session,

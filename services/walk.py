@@ -193,6 +193,8 @@ async def open_building(
         existing = {row.meter_id: row for row in rows}
         draft.address = building.address
         draft.refreshed_at = now
+    # The parts of the address go into the summary's template file.
+    draft.city, draft.street, draft.house = building.city, building.street, building.house
 
     listed = {meter.id for meter in ordered}
     gone = [

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -124,6 +125,10 @@ class Draft(Base):
     building_id: Mapped[str] = mapped_column(String(64))
     period: Mapped[str] = mapped_column(String(7))
     address: Mapped[str] = mapped_column(String(500))
+    # For the summary's template file (issue 5); empty on drafts made before it.
+    city: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    street: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    house: Mapped[str] = mapped_column(String(50), default="", server_default="")
     apartments: Mapped[int] = mapped_column(Integer, default=0)
     slots_total: Mapped[int] = mapped_column(Integer, default=0)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -203,3 +208,59 @@ class Submission(Base):
     # When the inspector was told the final outcome; a finished row without it is
     # told at the next chance (after a crash too).
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GroupBinding(Base):
+    """The group chat that receives an account's summaries (one per account)."""
+
+    __tablename__ = "group_bindings"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    bound_by: Mapped[int | None] = mapped_column(BigInteger)
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Invite(Base):
+    """A single-use, expiring invite link; only the code's sha256 is stored."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_by: Mapped[int | None] = mapped_column(BigInteger)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GroupPost(Base):
+    """One message waiting for a group chat (a persistent queue, paced by the poster).
+
+    A row is marked sent only after Telegram accepted the message, so a crash or a
+    flood wait never loses a summary. `dedupe_key` makes enqueueing idempotent.
+    """
+
+    __tablename__ = "group_posts"
+    __table_args__ = (Index("ix_group_posts_pending", "sent_at", "chat_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(100), unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)  # HTML; the caption of a document
+    document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    filename: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(String(300))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from billing_client import open_billing
 from billing_client.base import Billing
 from bot import create_bot, create_dispatcher
+from services.group_posts import GroupPoster
 from services.outbox import Outbox
 from settings import Settings
 from storage.crypto import Vault
@@ -39,10 +41,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "app_settings(**values): settings overrides for the `app` fixture"
-    )
+class TestClock:
+    """A time source tests can set (the digest's clock); None means the real time."""
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.at or datetime.now(UTC)
 
 
 @dataclass
@@ -54,6 +60,13 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+    clock: TestClock = field(default_factory=TestClock)
+
+    @property
+    def poster(self) -> GroupPoster:
+        """The group poster (started and stopped with polling)."""
+        poster: GroupPoster = self.dispatcher["group_poster"]
+        return poster
 
     @property
     def outbox(self) -> Outbox:
@@ -79,7 +92,8 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 @contextlib.asynccontextmanager
 async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App]:
-    """The bot built as `python bot.py` builds it, long-polling `tg` in this event loop."""
+    """The bot built as `python bot.py` builds it, long-polling `tg` in this event loop,
+    with the group poster running beside it (its digest clock is `App.clock`)."""
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -92,12 +106,14 @@ async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App
         billing=billing,
         vault=Vault.from_setting(settings.SECRET_KEY.get_secret_value()),
     )
+    clock = TestClock()
+    dispatcher["digest_clock"] = clock
     polling = asyncio.create_task(
         dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
     )
     await tg.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(tg, settings, bot, dispatcher, engine, pool, billing)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, clock)
     finally:
         with contextlib.suppress(RuntimeError):
             await dispatcher.stop_polling()

@@ -8,4 +8,6 @@ feature only to keep each file short; import names from `texts`.
 
 from texts.auth import *  # noqa: F403
 from texts.common import *  # noqa: F403
+from texts.supervisor import *  # noqa: F403
+from texts.team import *  # noqa: F403
 from texts.walk import *  # noqa: F403

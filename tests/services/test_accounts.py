@@ -17,6 +17,8 @@ from billing_client.models import LoginResult
 from services.accounts import (
     BillingDown,
     Linked,
+    LinkResult,
+    RevokedByAdmin,
     Throttled,
     WrongCredentials,
     link_account,
@@ -101,7 +103,7 @@ async def try_login(
     login: str = "uk-sibir",
     password: str = PASSWORD,
     now: datetime = T0,
-) -> Linked | WrongCredentials | Throttled | BillingDown:
+) -> LinkResult:
     return await link_account(
         session,
         billing,
@@ -152,7 +154,26 @@ async def test_admin_linking_again_stays_admin(
     assert again.role is Role.ADMIN
 
 
-async def test_linking_clears_a_revocation(
+async def test_a_revoked_user_cannot_relink_the_same_account_with_the_password(
+    session: AsyncSession, billing: FakeBilling, credentials: CredentialsProvider
+) -> None:
+    await try_login(session, billing, credentials, user_id=1001)
+    await try_login(session, billing, credentials, user_id=1002)
+    user = await session.get(TelegramUser, 1002)
+    assert user is not None
+    user.revoked_at = T0
+    await session.commit()
+
+    result = await try_login(
+        session, billing, credentials, user_id=1002, now=T0 + timedelta(hours=1)
+    )
+
+    assert isinstance(result, RevokedByAdmin)  # only a new invite brings them back
+    await session.refresh(user)
+    assert user.revoked_at is not None
+
+
+async def test_linking_another_account_clears_a_revocation(
     session: AsyncSession, billing: FakeBilling, credentials: CredentialsProvider
 ) -> None:
     await try_login(session, billing, credentials, user_id=1001)
@@ -161,11 +182,20 @@ async def test_linking_clears_a_revocation(
     user.revoked_at = T0
     await session.commit()
 
-    await try_login(session, billing, credentials, user_id=1001, now=T0 + timedelta(hours=1))
+    result = await try_login(
+        session,
+        billing,
+        credentials,
+        user_id=1001,
+        login="tsj-les",
+        password="other-password",
+        now=T0 + timedelta(hours=1),
+    )
 
+    assert isinstance(result, Linked)
     await session.refresh(user)
     assert user.revoked_at is None
-    assert user.linked_at is not None
+    assert user.account_id == "acc-18"
 
 
 async def test_a_linked_account_gives_billing_a_cached_session_with_the_token(
