@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
@@ -24,15 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import texts
 from billing_client.base import Billing
+from bot_session import RetryingSession
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
-from settings import Settings, describe_error, load_settings
+from settings import Mode, Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import SqlStorage
 from storage.migrate import upgrade_database
+from updates import UpdateRunner, serve_webhook
 
 log = logging.getLogger("bot")
 
@@ -80,7 +82,7 @@ def setup_logging(level: str, secrets: list[str]) -> None:
 
 
 def create_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    session = RetryingSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
     return Bot(
         token=settings.BOT_TOKEN.get_secret_value(),
         session=session,
@@ -110,6 +112,37 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
     return dispatcher
+
+
+async def receive_updates(
+    runner: UpdateRunner, settings: Settings, *, handle_signals: bool = True
+) -> None:
+    """Polling or webhook through the inbox (updates.py) until SIGTERM/SIGINT or stop()."""
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, runner.stop)
+    allowed = runner.dispatcher.resolve_used_update_types()
+    await runner.start()
+    try:
+        if settings.MODE is Mode.WEBHOOK:
+            assert settings.WEBHOOK_URL is not None and settings.WEBHOOK_SECRET is not None
+            await serve_webhook(
+                runner,
+                url=settings.WEBHOOK_URL,
+                secret=settings.WEBHOOK_SECRET.get_secret_value(),
+                host=settings.WEBHOOK_HOST,
+                port=settings.WEBHOOK_PORT,
+                allowed_updates=allowed,
+            )
+        else:
+            # Pending updates are never dropped: readings typed while the bot was
+            # down must still be handled.
+            await runner.bot.delete_webhook(drop_pending_updates=False)
+            await runner.run_polling(allowed)
+    finally:
+        await runner.shutdown()
 
 
 def bot_commands() -> list[BotCommand]:
@@ -142,10 +175,11 @@ async def run(settings: Settings) -> None:
                 database_kind(settings.DATABASE_URL),
                 describe_billing(settings),
             )
-            # Pending updates are never dropped: readings typed while the bot was
-            # down must still be handled.
-            await bot.delete_webhook(drop_pending_updates=False)
-            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+            runner = UpdateRunner(bot=bot, dispatcher=dispatcher, session_pool=session_pool)
+            try:
+                await receive_updates(runner, settings)
+            finally:
+                await bot.session.close()
         finally:
             await billing.close()
     finally:

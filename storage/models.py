@@ -191,3 +191,22 @@ class Submission(Base):
     accepted_count: Mapped[int] = mapped_column(Integer, default=0)
     rejected_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class InboxUpdate(Base):
+    """A Telegram update stored before it is acknowledged, processed once, then marked done.
+
+    A message that may hold a password is stored redacted (`redacted`, the content
+    left out); its chat and message id stay so that it can be deleted after a crash.
+    """
+
+    __tablename__ = "inbox_updates"
+    __table_args__ = (Index("ix_inbox_updates_done_at", "done_at"),)
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[str] = mapped_column(Text)  # the update as JSON (redacted when `redacted`)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_client import open_billing
 from billing_client.base import Billing
-from bot import create_bot, create_dispatcher
+from bot import create_bot, create_dispatcher, receive_updates
 from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
 from tests.harness.fake_telegram import FakeTelegram
+from updates import UpdateRunner
 
 pytest_plugins = ["tests.harness.fixtures"]
 
@@ -47,6 +48,7 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+    runner: UpdateRunner
 
 
 def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: object) -> Settings:
@@ -79,15 +81,14 @@ async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> As
         billing=billing,
         vault=Vault.from_setting(settings.SECRET_KEY.get_secret_value()),
     )
-    polling = asyncio.create_task(
-        dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
-    )
+    # The same inbox runner as `python bot.py` (signal handlers are the test loop's own).
+    runner = UpdateRunner(bot=bot, dispatcher=dispatcher, session_pool=pool)
+    polling = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
     await fake_telegram.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing)
+        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, runner)
     finally:
-        with contextlib.suppress(RuntimeError):
-            await dispatcher.stop_polling()
+        runner.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(polling, 10)
         await bot.session.close()
