@@ -112,7 +112,9 @@ class UpdateRunner:
         self._stopping = asyncio.Event()
         self._accepting = asyncio.Lock()
         self._last_prune = 0.0
-        self.handled = 0  # updates handled by this process (tests and metrics read it)
+        # For tests and metrics: updates handled, and redelivered ones left out.
+        self.handled = 0
+        self.duplicates = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -157,18 +159,21 @@ class UpdateRunner:
     # --- receiving ---------------------------------------------------------------------
 
     async def accept(self, updates: Sequence[Update]) -> int:
-        """Commit the updates to the inbox, then schedule the new ones; returns how many.
+        """Commit the updates to the inbox, then schedule the new ones; returns their number.
 
         When this returns, the updates are safe: the caller may confirm them to Telegram.
         """
         async with self._accepting:
             incoming = [await self._incoming(update) for update in updates]
             stored = await self.inbox.store(incoming, _now())
+            new = 0
             for update in updates:
                 if update.update_id in stored:
                     stored.discard(update.update_id)  # a batch may carry an id twice
                     self._schedule(update)
-        return len(updates)
+                    new += 1
+        self.duplicates += len(updates) - new
+        return new
 
     async def _incoming(self, update: Update) -> Incoming:
         message = _private_message(update)

@@ -31,6 +31,24 @@ from updates import UpdateRunner
 pytest_plugins = ["tests.harness.fixtures"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        type=int,
+        default=None,
+        help="multiply the run counts of tests/reliability (also env SOAK=N); default 1",
+    )
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> int:
+    """How many times the fault suite multiplies its run counts (--soak N or SOAK=N)."""
+    import os
+
+    value = request.config.getoption("--soak") or int(os.environ.get("SOAK", "1") or 1)
+    return max(1, int(value))
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     # Lets fixtures see whether the test failed (to print the bot's log).
