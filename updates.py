@@ -115,6 +115,7 @@ class UpdateRunner:
         # For tests and metrics: updates handled, and redelivered ones left out.
         self.handled = 0
         self.duplicates = 0
+        self.failed = 0  # handlers that raised past the errors router
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -167,10 +168,10 @@ class UpdateRunner:
             incoming = [await self._incoming(update) for update in updates]
             stored = await self.inbox.store(incoming, _now())
             new = 0
-            for update in updates:
+            for update, item in zip(updates, incoming, strict=True):
                 if update.update_id in stored:
                     stored.discard(update.update_id)  # a batch may carry an id twice
-                    self._schedule(update)
+                    self._schedule(update, redacted=item.redacted)
                     new += 1
         self.duplicates += len(updates) - new
         return new
@@ -212,13 +213,13 @@ class UpdateRunner:
     def _replay(self, row: Stored) -> None:
         if row.redacted:
             assert row.chat_id is not None and row.message_id is not None
-            chat_id, message_id = row.chat_id, row.message_id
-            self._chain(chat_id, row.update_id, lambda: self._message_lost(chat_id, message_id))
+            chat_id = row.chat_id
+            self._chain(chat_id, row.update_id, lambda: self._message_lost(chat_id, row))
             return
         update = Update.model_validate(json.loads(row.payload), context={"bot": self.bot})
         self._schedule(update)
 
-    def _schedule(self, update: Update) -> None:
+    def _schedule(self, update: Update, *, redacted: bool = False) -> None:
         key = _sequence_key(update)
         command = None
         message = _private_message(update)
@@ -227,6 +228,10 @@ class UpdateRunner:
 
         async def handle() -> None:
             try:
+                if redacted and message is not None:
+                    # Previous updates of this user are done: this is the state it meets.
+                    state = self.dispatcher.fsm.get_context(self.bot, message.chat.id, key)
+                    await self.inbox.mark_started(update.update_id, await state.get_state(), _now())
                 await self.dispatcher.feed_update(self.bot, update, **self._workflow)
             finally:
                 if command in _LOGIN_COMMANDS and self._login_commands[key] > 0:
@@ -234,9 +239,17 @@ class UpdateRunner:
 
         self._chain(key, update.update_id, handle)
 
-    async def _message_lost(self, chat_id: int, message_id: int) -> None:
+    async def _message_lost(self, chat_id: int, row: Stored) -> None:
+        assert row.message_id is not None
         state = self.dispatcher.fsm.get_context(self.bot, chat_id, chat_id)
-        await message_lost(self.bot, chat_id, message_id, state)
+        await message_lost(
+            self.bot,
+            chat_id,
+            row.message_id,
+            state,
+            state_at_start=row.state_at_start,
+            started=row.started,
+        )
 
     def _chain(self, key: int, update_id: int, handle: Any) -> None:
         """Run `handle` after the key's previous update, then mark the update done."""
@@ -268,6 +281,7 @@ class UpdateRunner:
             # The errors router has already answered the user; this is what it let through.
             # Only the type: an exception text may quote what the user typed.
             log.error("Update %s failed: %s", update_id, type(exc).__name__)
+            self.failed += 1
         self.handled += 1
         try:
             await self.inbox.mark_done(update_id, _now())

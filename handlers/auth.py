@@ -172,8 +172,20 @@ def may_hold_password(state: str | None, linked: bool) -> bool:
     return not linked or state in {Login.entering_login.state, Login.entering_password.state}
 
 
-async def message_lost(bot: Bot, chat_id: int, message_id: int, state: FSMContext) -> None:
-    """A redacted message was not handled before the bot died: delete it, ask again."""
+async def message_lost(
+    bot: Bot,
+    chat_id: int,
+    message_id: int,
+    state: FSMContext,
+    *,
+    state_at_start: str | None,
+    started: bool,
+) -> None:
+    """A redacted message was not finished before the bot died: delete it, ask again.
+
+    If its handling had begun and the user's state has moved on since, it was
+    handled (only the done mark was lost): then it is only deleted.
+    """
     try:
         await bot.delete_message(chat_id, message_id)
     except TelegramBadRequest:
@@ -181,6 +193,8 @@ async def message_lost(bot: Bot, chat_id: int, message_id: int, state: FSMContex
     except TelegramAPIError as exc:
         log.warning("Could not delete a redacted message: %s", type(exc).__name__)
     current = await state.get_state()
+    if started and current != state_at_start:
+        return
     if current == Login.entering_password.state:
         await bot.send_message(chat_id, texts.PASSWORD_LOST_IN_RESTART)
     elif current == Login.entering_login.state:

@@ -42,6 +42,8 @@ class Stored:
     redacted: bool
     chat_id: int | None
     message_id: int | None
+    started: bool = False
+    state_at_start: str | None = None
 
 
 class Inbox:
@@ -91,9 +93,27 @@ class Inbox:
                 .order_by(InboxUpdate.update_id)
             )
             return [
-                Stored(row.update_id, row.payload, row.redacted, row.chat_id, row.message_id)
+                Stored(
+                    row.update_id,
+                    row.payload,
+                    row.redacted,
+                    row.chat_id,
+                    row.message_id,
+                    started=row.started_at is not None,
+                    state_at_start=row.state_at_start,
+                )
                 for row in rows.scalars()
             ]
+
+    async def mark_started(self, update_id: int, state: str | None, now: datetime) -> None:
+        """Record that handling began, and the sender's FSM state at that moment."""
+        async with self._pool() as session:
+            await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.update_id == update_id)
+                .values(started_at=now, state_at_start=state)
+            )
+            await session.commit()
 
     async def mark_done(self, update_id: int, now: datetime) -> None:
         async with self._pool() as session:

@@ -209,4 +209,8 @@ class InboxUpdate(Base):
     chat_id: Mapped[int | None] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Redacted rows only: when handling began and the sender's FSM state then, so that
+    # after a crash the bot can tell "handled, not marked done" from "never handled".
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state_at_start: Mapped[str | None] = mapped_column(String(255))
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
