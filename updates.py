@@ -353,6 +353,9 @@ class UpdateRunner:
 
 # --- webhook ---------------------------------------------------------------------------
 
+# Other routes of the same app (health, metrics) find the runner here.
+RUNNER_KEY = web.AppKey("runner", UpdateRunner)
+
 
 def create_web_app(runner: UpdateRunner, *, path: str, secret: str) -> web.Application:
     """The aiohttp application that receives Telegram's webhook; add other routes to it.
@@ -362,7 +365,7 @@ def create_web_app(runner: UpdateRunner, *, path: str, secret: str) -> web.Appli
     gets 500 and delivers it again.
     """
     app = web.Application()
-    app["runner"] = runner
+    app[RUNNER_KEY] = runner
 
     async def receive(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")

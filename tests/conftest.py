@@ -84,9 +84,11 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+@contextlib.asynccontextmanager
+async def running_app(
+    tg: FakeTelegram, settings: Settings, *, ready: str = "getUpdates"
+) -> AsyncIterator[App]:
+    """The bot built and run as `python bot.py` does, in this event loop (polling or webhook)."""
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -101,14 +103,22 @@ async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> As
     )
     # The same inbox runner as `python bot.py` (signal handlers are the test loop's own).
     runner = UpdateRunner(bot=bot, dispatcher=dispatcher, session_pool=pool)
-    polling = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
-    await fake_telegram.wait_for_call("getUpdates", timeout=10)
+    since = tg.now()
+    receiving = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
+    await tg.wait_for_call(ready, since=since, timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, runner)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, runner)
     finally:
         runner.stop()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(polling, 10)
+            await asyncio.wait_for(receiving, 10)
         await bot.session.close()
         await billing.close()
         await engine.dispose()
+
+
+@pytest.fixture
+async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+    async with running_app(fake_telegram, settings) as running:
+        yield running
