@@ -259,8 +259,8 @@ FIELDS: dict[str, st.SearchStrategy[str]] = {
 }
 
 
-async def _prepare(app: Offline, field_name: str) -> None:
-    """Put the field's typist where the field is asked."""
+async def _prepare(app: Offline, field_name: str, position: int = 0) -> None:
+    """Put the field's typist where the field is asked (values: at `position`)."""
     state = app.state(TYPIST[field_name])
     if field_name == "login":
         await state.set_state(Login.entering_login)
@@ -272,7 +272,7 @@ async def _prepare(app: Offline, field_name: str) -> None:
         "search": Choosing.building,
     }[field_name]
     await state.set_state(wanted)
-    await state.update_data(position=0, purpose="s", pending=None)
+    await state.update_data(position=position, purpose="s", pending=None)
 
 
 async def _keep_if_asked(app: Offline, user_id: int) -> list[TelegramMethod[Any]]:
@@ -300,8 +300,9 @@ class Tally:
 async def _type_all(app: Offline, field_name: str, inputs: list[str]) -> Tally:
     tally = Tally(inputs=len(inputs))
     user_id = TYPIST[field_name]
-    for text in inputs:
-        await _prepare(app, field_name)
+    for n, text in enumerate(inputs):
+        # Values go round the first 100 slots, so many stored values get checked.
+        await _prepare(app, field_name, position=n % 100)
         calls = await app.say(user_id, text)
         if field_name == "value":
             calls += await _keep_if_asked(app, user_id)
