@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,18 +16,16 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.methods import Response, TelegramMethod
-from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_client.base import Billing
+from bot_session import RetryingSession
 from handlers import get_routers
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
 from handlers.readings import result_notifier
@@ -41,12 +40,13 @@ from services.group_posts import GroupPoster
 from services.outbox import Outbox, OutboxPolicy
 from services.submission import RetryPolicy
 from services.summary import SummarySweeper, summary_hook
-from settings import Settings, describe_error, load_settings
+from settings import Mode, Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import SqlStorage
 from storage.migrate import upgrade_database
 from storage.models import Role
+from updates import UpdateRunner, serve_webhook
 
 log = logging.getLogger("bot")
 
@@ -100,32 +100,8 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
 
 
-class TelegramSession(AiohttpSession):
-    """aiogram's aiohttp session, keeping alive the answer models it builds.
-
-    aiogram reads every answer with the pydantic model Response[<the method's result
-    type>], built on the fly. pydantic caches such models only weakly, and a class
-    always sits in a reference cycle, so the garbage collector of a busy bot freed
-    them and nearly every call built its model again: about a quarter of the bot's
-    CPU under load (benchmarks/, profile). Holding one reference per result type
-    makes pydantic's cache hit.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._response_models: dict[Any, type[Response[Any]]] = {}
-
-    def check_response(
-        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str
-    ) -> Response[TelegramType]:
-        returning = method.__returning__
-        if returning not in self._response_models:
-            self._response_models[returning] = Response[returning]  # type: ignore[valid-type]
-        return super().check_response(bot, method, status_code, content)
-
-
 def create_bot(settings: Settings) -> Bot:
-    session = TelegramSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    session = RetryingSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
     return Bot(
         token=settings.BOT_TOKEN.get_secret_value(),
         session=session,
@@ -267,6 +243,37 @@ async def stop_group_poster(dispatcher: Dispatcher) -> None:
         log.warning("Group poster did not stop in 10 s")
 
 
+async def receive_updates(
+    runner: UpdateRunner, settings: Settings, *, handle_signals: bool = True
+) -> None:
+    """Polling or webhook through the inbox (updates.py) until SIGTERM/SIGINT or stop()."""
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, runner.stop)
+    allowed = runner.dispatcher.resolve_used_update_types()
+    await runner.start()
+    try:
+        if settings.MODE is Mode.WEBHOOK:
+            assert settings.WEBHOOK_URL is not None and settings.WEBHOOK_SECRET is not None
+            await serve_webhook(
+                runner,
+                url=settings.WEBHOOK_URL,
+                secret=settings.WEBHOOK_SECRET.get_secret_value(),
+                host=settings.WEBHOOK_HOST,
+                port=settings.WEBHOOK_PORT,
+                allowed_updates=allowed,
+            )
+        else:
+            # Pending updates are never dropped: readings typed while the bot was
+            # down must still be handled.
+            await runner.bot.delete_webhook(drop_pending_updates=False)
+            await runner.run_polling(allowed)
+    finally:
+        await runner.shutdown()
+
+
 def bot_commands() -> list[BotCommand]:
     """The default command menu (an admin's own menu adds the team's)."""
     return inspector_commands()
@@ -299,15 +306,16 @@ async def run(settings: Settings) -> None:
                 database_kind(settings.DATABASE_URL),
                 describe_billing(settings),
             )
-            # Pending updates are never dropped: readings typed while the bot was
-            # down must still be handled.
-            await bot.delete_webhook(drop_pending_updates=False)
-            await dispatcher.start_polling(
-                bot,
-                handle_signals=True,
-                close_bot_session=True,
-                tasks_concurrency_limit=MAX_CONCURRENT_UPDATES,
+            runner = UpdateRunner(
+                bot=bot,
+                dispatcher=dispatcher,
+                session_pool=session_pool,
+                concurrency=MAX_CONCURRENT_UPDATES,
             )
+            try:
+                await receive_updates(runner, settings)
+            finally:
+                await bot.session.close()
         finally:
             await billing.close()
     finally:

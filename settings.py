@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BOT_TOKEN_RE = re.compile(r"^\d{5,20}:[A-Za-z0-9_-]{30,64}$")
+# What Telegram accepts as setWebhook's secret_token.
+WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class Mode(StrEnum):
@@ -144,6 +146,14 @@ class Settings(BillingSettings):
     def _db_url(cls, value: str) -> str:
         return _check_db_url(value)
 
+    @field_validator("WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value() if value is not None else ""
+        if secret and not WEBHOOK_SECRET_RE.match(secret):
+            raise ValueError("unallowed characters")
+        return value
+
     @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -167,7 +177,9 @@ EXPECTED: dict[str, str] = {
     "TELEGRAM_API_URL": "an http(s) URL of a Bot API server",
     "MODE": "'polling' or 'webhook'",
     "WEBHOOK_URL": "the public https URL Telegram should call (required with MODE=webhook)",
-    "WEBHOOK_SECRET": "a secret token (required with MODE=webhook)",
+    "WEBHOOK_SECRET": (
+        "a secret token of 1-256 characters A-Z, a-z, 0-9, _ and - (required with MODE=webhook)"
+    ),
     "WEBHOOK_PORT": "a TCP port 1..65535",
     "DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
     "BILLING_DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",

@@ -162,6 +162,49 @@ async def password_not_text(message: Message, bot: Bot) -> None:
     await message.answer(texts.PASSWORD_EXPECTED_AS_TEXT)
 
 
+# --- after a crash -------------------------------------------------------------
+
+
+def may_hold_password(state: str | None, linked: bool) -> bool:
+    """Whether a user's next text may be a password: the inbox then keeps it redacted.
+
+    Everything an unlinked user types counts (their login and password may come in
+    one burst, before the login step has even run), and so does the login flow.
+    """
+    return not linked or state in {Login.entering_login.state, Login.entering_password.state}
+
+
+async def message_lost(
+    bot: Bot,
+    chat_id: int,
+    message_id: int,
+    state: FSMContext,
+    *,
+    state_at_start: str | None,
+    started: bool,
+) -> None:
+    """A redacted message was not finished before the bot died: delete it, ask again.
+
+    If its handling had begun and the user's state has moved on since, it was
+    handled (only the done mark was lost): then it is only deleted.
+    """
+    try:
+        await bot.delete_message(chat_id, message_id)
+    except TelegramBadRequest:
+        pass  # already deleted by the handler before the crash, or too old
+    except TelegramAPIError as exc:
+        log.warning("Could not delete a redacted message: %s", type(exc).__name__)
+    current = await state.get_state()
+    if started and current != state_at_start:
+        return
+    if current == Login.entering_password.state:
+        await bot.send_message(chat_id, texts.PASSWORD_LOST_IN_RESTART)
+    elif current == Login.entering_login.state:
+        await bot.send_message(chat_id, texts.LOGIN_LOST_IN_RESTART)
+    elif current is None:
+        await bot.send_message(chat_id, texts.MESSAGE_LOST_IN_RESTART)
+
+
 # --- outcomes ----------------------------------------------------------------
 
 
@@ -225,4 +268,4 @@ def create_router() -> Router:
     return router
 
 
-__all__ = ["Login", "create_router"]
+__all__ = ["Login", "create_router", "may_hold_password", "message_lost"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 from aiogram.types import ErrorEvent
 
 import texts
@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 
 async def on_error(event: ErrorEvent, bot: Bot) -> bool:
     update = event.update
+    if isinstance(event.exception, TelegramForbiddenError):
+        # The user blocked the bot (or left): nothing to tell them, and nobody else is affected.
+        log.info("Update %s: the chat refuses the bot (%s)", update.update_id, update.event_type)
+        return True
     # Only the type and id of the update: its content may hold a password.
     log.error(
         "Unhandled %s while handling update %s (%s)",

@@ -220,6 +220,14 @@ async def value_entered(
     settings: Settings,
 ) -> None:
     assert message.text is not None
+    # After a crash the inbox hands a message in again: if it already filled its slot,
+    # go on from there instead of putting the same text into the next slot.
+    filled = await walk.slot_by_message(session, linked_user.id, message.message_id)
+    if filled is not None:
+        await show_next(
+            bot, message.chat.id, state, session, linked_user, filled.draft_id, filled.position
+        )
+        return
     data = await state.get_data()
     draft_id, position = int(data["draft_id"]), int(data["position"])
     outcome = await walk.enter_value(

@@ -414,3 +414,9 @@ async def company_name(session: AsyncSession, account_id: str) -> str | None:
     """The name of a linked account (the company), as billing gave it."""
     account = await session.get(Account, account_id)
     return None if account is None else account.name
+
+
+async def is_linked(session: AsyncSession, telegram_user_id: int) -> bool:
+    """Whether the Telegram user is linked to an account and not revoked."""
+    user = await session.get(TelegramUser, telegram_user_id)
+    return user is not None and user.account_id is not None and user.revoked_at is None

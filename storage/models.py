@@ -264,3 +264,26 @@ class GroupPost(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class InboxUpdate(Base):
+    """A Telegram update stored before it is acknowledged, processed once, then marked done.
+
+    A message that may hold a password is stored redacted (`redacted`, the content
+    left out); its chat and message id stay so that it can be deleted after a crash.
+    """
+
+    __tablename__ = "inbox_updates"
+    __table_args__ = (Index("ix_inbox_updates_done_at", "done_at"),)
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[str] = mapped_column(Text)  # the update as JSON (redacted when `redacted`)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Redacted rows only: when handling began and the sender's FSM state then, so that
+    # after a crash the bot can tell "handled, not marked done" from "never handled".
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state_at_start: Mapped[str | None] = mapped_column(String(255))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

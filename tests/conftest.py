@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_client import open_billing
 from billing_client.base import Billing
-from bot import create_bot, create_dispatcher
+from bot import MAX_CONCURRENT_UPDATES, create_bot, create_dispatcher, receive_updates
 from services.group_posts import GroupPoster
 from services.outbox import Outbox
 from settings import Settings
@@ -29,8 +29,27 @@ from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
 from tests.harness.fake_telegram import FakeTelegram
+from updates import UpdateRunner
 
 pytest_plugins = ["tests.harness.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        type=int,
+        default=None,
+        help="multiply the run counts of tests/reliability (also env SOAK=N); default 1",
+    )
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> int:
+    """How many times the fault suite multiplies its run counts (--soak N or SOAK=N)."""
+    import os
+
+    value = request.config.getoption("--soak") or int(os.environ.get("SOAK", "1") or 1)
+    return max(1, int(value))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -60,6 +79,7 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+    runner: UpdateRunner
     clock: TestClock = field(default_factory=TestClock)
 
     @property
@@ -91,9 +111,10 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 
 @contextlib.asynccontextmanager
-async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App]:
-    """The bot built as `python bot.py` builds it, long-polling `tg` in this event loop,
-    with the group poster running beside it (its digest clock is `App.clock`)."""
+async def running_app(
+    tg: FakeTelegram, settings: Settings, *, ready: str = "getUpdates"
+) -> AsyncIterator[App]:
+    """The bot built and run as `python bot.py` does, in this event loop (polling or webhook)."""
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -108,17 +129,19 @@ async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App
     )
     clock = TestClock()
     dispatcher["digest_clock"] = clock
-    polling = asyncio.create_task(
-        dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
+    # The same inbox runner as `python bot.py` (signal handlers are the test loop's own).
+    runner = UpdateRunner(
+        bot=bot, dispatcher=dispatcher, session_pool=pool, concurrency=MAX_CONCURRENT_UPDATES
     )
-    await tg.wait_for_call("getUpdates", timeout=10)
+    since = tg.now()
+    receiving = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
+    await tg.wait_for_call(ready, since=since, timeout=10)
     try:
-        yield App(tg, settings, bot, dispatcher, engine, pool, billing, clock)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, runner, clock)
     finally:
-        with contextlib.suppress(RuntimeError):
-            await dispatcher.stop_polling()
+        runner.stop()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(polling, 10)
+            await asyncio.wait_for(receiving, 10)
         await bot.session.close()
         await billing.close()
         await engine.dispose()

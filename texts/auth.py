@@ -13,10 +13,13 @@ __all__ = [
     "LOGIN_GREETING",
     "LOGIN_INVALID",
     "LOGIN_INVALID_LAST",
+    "LOGIN_LOST_IN_RESTART",
     "LOGIN_THROTTLED",
     "LOGIN_TOO_LONG",
+    "MESSAGE_LOST_IN_RESTART",
     "NOT_LOGGED_IN",
     "PASSWORD_EXPECTED_AS_TEXT",
+    "PASSWORD_LOST_IN_RESTART",
     "PASSWORD_TOO_LONG",
     "WELCOME_BACK",
 ]
@@ -57,3 +60,16 @@ LOGIN_BILLING_UNAVAILABLE = (
 
 LOGGED_OUT = "Вы вышли из учётной записи. Чтобы войти снова, нажмите /start."
 NOT_LOGGED_IN = "Вы и так не вошли. Чтобы войти, нажмите /start."
+
+# A message that may hold a password is never kept on disk; a restart in between loses it.
+PASSWORD_LOST_IN_RESTART = (
+    "Бот перезапускался, и ваше сообщение с паролем не успело обработаться "
+    "(я его удалил). Введите <b>пароль</b> ещё раз:"
+)
+LOGIN_LOST_IN_RESTART = (
+    "Бот перезапускался, и ваше сообщение не успело обработаться. Введите <b>логин</b> ещё раз:"
+)
+MESSAGE_LOST_IN_RESTART = (
+    "Бот перезапускался, и ваше сообщение не успело обработаться. Отправьте его ещё раз "
+    "или нажмите /start."
+)

@@ -67,6 +67,19 @@ def test_webhook_mode_requires_secret() -> None:
     assert "WEBHOOK_SECRET" in describe_error(caught.value)
 
 
+def test_webhook_secret_telegram_would_refuse_is_one_line_without_its_value() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(
+            BOT_TOKEN=FAKE_TOKEN,
+            MODE=Mode.WEBHOOK,
+            WEBHOOK_URL="https://bot.example/hook",
+            WEBHOOK_SECRET="not allowed: spaces!",
+        )
+    text = describe_error(caught.value)
+    assert text.startswith("Setting WEBHOOK_SECRET is invalid: expected a secret token")
+    assert "\n" not in text and "spaces" not in text
+
+
 def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("DATABASE_URL", "TELEGRAM_API_URL", "MODE", "BILLING_URL"):

@@ -6,7 +6,7 @@ counted. Each test asserts its figure and prints it (`-s` shows the lines).
 
     .venv/bin/python -m pytest tests/reliability/test_billing_faults.py -q -s
 
-RELIABILITY_SOAK=1 runs the long version (more submissions and kill runs).
+SOAK=N (N > 1; or RELIABILITY_SOAK=1) runs the long version (more submissions and kill runs).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.phone import Phone
 from tests.harness.process import StartBot
 
-SOAK = os.environ.get("RELIABILITY_SOAK", "").strip() not in ("", "0")
+SOAK = (
+    os.environ.get("RELIABILITY_SOAK", "").strip() not in ("", "0")
+    or int(os.environ.get("SOAK", "1") or 1) > 1
+)
 SECRET_KEY = "test-secret-key-test-secret-key"
 
 

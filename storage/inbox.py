@@ -1,0 +1,155 @@
+"""The inbox: every Telegram update is committed here before Telegram is told it arrived.
+
+Each method is one short transaction of its own (like the FSM storage): the inbox is
+the plumbing under the handlers, not part of any use case's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import InboxUpdate
+
+# Done rows kept for dedupe: a redelivery comes within minutes (a webhook answer lost,
+# a restart), never after a day or ten thousand later updates.
+KEEP_DONE = 10_000
+KEEP_DONE_FOR = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An update as it is to be stored (its payload already redacted when needed)."""
+
+    update_id: int
+    payload: str
+    redacted: bool = False
+    chat_id: int | None = None
+    message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An update in the inbox not yet done."""
+
+    update_id: int
+    payload: str
+    redacted: bool
+    chat_id: int | None
+    message_id: int | None
+    started: bool = False
+    state_at_start: str | None = None
+
+
+class Inbox:
+    """Store, list, finish and prune inbox rows; dedupe by update_id."""
+
+    def __init__(self, session_pool: async_sessionmaker[AsyncSession]) -> None:
+        self._pool = session_pool
+
+    async def store(self, items: Sequence[Incoming], now: datetime) -> set[int]:
+        """Commit the updates not seen before, in one transaction; returns their ids.
+
+        A redelivered update (its id already stored) is left out of the result, so it is
+        handled once, even when two webhook requests carry it at the same moment.
+        """
+        if not items:
+            return set()
+        rows = [
+            {
+                "update_id": item.update_id,
+                "payload": item.payload,
+                "redacted": item.redacted,
+                "chat_id": item.chat_id,
+                "message_id": item.message_id,
+                "received_at": now,
+            }
+            for item in items
+        ]
+        async with self._pool() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = (
+                insert(InboxUpdate)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
+                .returning(InboxUpdate.update_id)
+            )
+            stored = set((await session.execute(stmt)).scalars())
+            await session.commit()
+        return stored
+
+    async def unfinished(self) -> list[Stored]:
+        """Rows not done, oldest first (what a crash or a stop left behind)."""
+        async with self._pool() as session:
+            rows = await session.execute(
+                select(InboxUpdate)
+                .where(InboxUpdate.done_at.is_(None))
+                .order_by(InboxUpdate.update_id)
+            )
+            return [
+                Stored(
+                    row.update_id,
+                    row.payload,
+                    row.redacted,
+                    row.chat_id,
+                    row.message_id,
+                    started=row.started_at is not None,
+                    state_at_start=row.state_at_start,
+                )
+                for row in rows.scalars()
+            ]
+
+    async def mark_started(self, update_id: int, state: str | None, now: datetime) -> None:
+        """Record that handling began, and the sender's FSM state at that moment."""
+        async with self._pool() as session:
+            await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.update_id == update_id)
+                .values(started_at=now, state_at_start=state)
+            )
+            await session.commit()
+
+    async def mark_done(self, update_id: int, now: datetime) -> None:
+        async with self._pool() as session:
+            await session.execute(
+                update(InboxUpdate).where(InboxUpdate.update_id == update_id).values(done_at=now)
+            )
+            await session.commit()
+
+    async def next_offset(self) -> int | None:
+        """The getUpdates offset that confirms everything stored, or None for an empty inbox."""
+        async with self._pool() as session:
+            newest = (await session.execute(select(func.max(InboxUpdate.update_id)))).scalar()
+        return None if newest is None else int(newest) + 1
+
+    async def prune(self, now: datetime) -> int:
+        """Delete done rows older than KEEP_DONE_FOR or beyond the newest KEEP_DONE."""
+        async with self._pool() as session:
+            cutoff_id = (
+                await session.execute(
+                    select(InboxUpdate.update_id)
+                    .where(InboxUpdate.done_at.is_not(None))
+                    .order_by(InboxUpdate.update_id.desc())
+                    .offset(KEEP_DONE)
+                    .limit(1)
+                )
+            ).scalar()
+            newest = (await session.execute(select(func.max(InboxUpdate.update_id)))).scalar()
+            old = InboxUpdate.done_at < now - KEEP_DONE_FOR
+            condition = old if cutoff_id is None else old | (InboxUpdate.update_id <= cutoff_id)
+            result = await session.execute(
+                delete(InboxUpdate).where(
+                    InboxUpdate.done_at.is_not(None),
+                    # the newest row stays: it is where polling resumes after a restart
+                    InboxUpdate.update_id != newest,
+                    condition,
+                )
+            )
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)

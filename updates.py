@@ -1,0 +1,423 @@
+"""Receiving updates through the inbox, by long polling or by webhook.
+
+aiogram's own polling confirms an update to Telegram (the next getUpdates offset)
+before its handler has finished, so a crash or a stop in between loses it. Here an
+update is first committed to the inbox (storage/inbox.py), only then confirmed (the
+offset moves on, or the webhook request is answered 200), then handled through
+`dispatcher.feed_update` and marked done. At start the rows not done are handled
+again, oldest first; a redelivered update_id is stored and handled once.
+
+One user's updates are handled in the order they came; different users' updates run
+concurrently, at most `concurrency` at a time.
+
+A message that may hold a password (handlers.auth.may_hold_password) is stored
+redacted; its text lives only in memory until its handler has run. If the bot dies
+before that, the message is deleted at the next start and the user is asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError
+from aiogram.methods import GetUpdates
+from aiogram.types import Message, Update
+from aiogram.utils.backoff import Backoff, BackoffConfig
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import texts
+from handlers.auth import may_hold_password, message_lost
+from services.accounts import is_linked
+from storage.inbox import Inbox, Incoming, Stored
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+POLL_BACKOFF = BackoffConfig(min_delay=0.5, max_delay=10.0, factor=1.6, jitter=0.2)
+PRUNE_EVERY = 600.0  # seconds
+# Updates accepted but not handled yet: polling waits above this (memory stays bounded).
+MAX_PENDING = 500
+
+# The commands that can lead into the login flow: a user's text after one of them, while
+# it is still being handled, may be a login or a password.
+_LOGIN_COMMANDS = frozenset({"start", "logout"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _command_of(text: str | None) -> str | None:
+    if not text or not text.startswith("/"):
+        return None
+    return text[1:].split(maxsplit=1)[0].split("@", 1)[0].lower() if len(text) > 1 else None
+
+
+def _sequence_key(update: Update) -> int:
+    """Whose updates must keep their order: the sender's, else the chat's."""
+    event = update.event
+    user = getattr(event, "from_user", None)
+    if user is not None:
+        return int(user.id)
+    chat = getattr(event, "chat", None)
+    inner = getattr(event, "message", None)
+    if chat is None and isinstance(inner, Message):
+        chat = inner.chat
+    return int(chat.id) if chat is not None else update.update_id
+
+
+def _private_message(update: Update) -> Message | None:
+    message = update.message or update.edited_message
+    if message is None or message.chat.type != "private" or message.from_user is None:
+        return None
+    return message
+
+
+class UpdateRunner:
+    """Stores, confirms, then handles updates; the same runner serves polling and webhook."""
+
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        session_pool: async_sessionmaker[AsyncSession],
+        concurrency: int = 16,
+        polling_timeout: int = 10,
+        shutdown_grace: float = 8.0,
+    ) -> None:
+        self.bot = bot
+        self.dispatcher = dispatcher
+        self.inbox = Inbox(session_pool)
+        self._pool = session_pool
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._polling_timeout = polling_timeout
+        self._shutdown_grace = shutdown_grace
+        self._workflow: dict[str, Any] = {"dispatcher": dispatcher, "bots": [bot]}
+        self._tails: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._login_commands: Counter[int] = Counter()
+        self._stopping = asyncio.Event()
+        self._accepting = asyncio.Lock()
+        self._last_prune = 0.0
+        # For tests and metrics: updates handled, and redelivered ones left out.
+        self.handled = 0
+        self.duplicates = 0
+        self.failed = 0  # handlers that raised past the errors router
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Startup hooks, then the updates a crash or a stop left in the inbox."""
+        await self.dispatcher.emit_startup(bot=self.bot, **self._workflow)
+        left = await self.inbox.unfinished()
+        if left:
+            log.info("Replaying %d update(s) not finished before the last stop", len(left))
+        for row in left:
+            self._replay(row)
+        await self._prune_now()
+
+    async def shutdown(self) -> None:
+        """Let handlers in flight finish (bounded), then the shutdown hooks."""
+        await self.drain(self._shutdown_grace)
+        await self.dispatcher.emit_shutdown(bot=self.bot, **self._workflow)
+
+    def stop(self) -> None:
+        """Stop taking updates (a signal handler calls it); run_polling then returns."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def drain(self, grace: float) -> bool:
+        """Wait for every accepted update; after `grace` s the rest stays for the next start."""
+        if not self._tasks:
+            return True
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        if pending:
+            log.warning("%d update(s) left unfinished; they run at the next start", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
+        return not pending
+
+    # --- receiving ---------------------------------------------------------------------
+
+    async def accept(self, updates: Sequence[Update]) -> int:
+        """Commit the updates to the inbox, then schedule the new ones; returns their number.
+
+        When this returns, the updates are safe: the caller may confirm them to Telegram.
+        """
+        async with self._accepting:
+            incoming = [await self._incoming(update) for update in updates]
+            stored = await self.inbox.store(incoming, _now())
+            new = 0
+            for update, item in zip(updates, incoming, strict=True):
+                if update.update_id in stored:
+                    stored.discard(update.update_id)  # a batch may carry an id twice
+                    self._schedule(update, redacted=item.redacted)
+                    new += 1
+        self.duplicates += len(updates) - new
+        return new
+
+    async def _incoming(self, update: Update) -> Incoming:
+        message = _private_message(update)
+        if message is not None and await self._holds_secret(message):
+            kind = "message" if update.message is not None else "edited_message"
+            return Incoming(
+                update.update_id,
+                json.dumps({"update_id": update.update_id, "redacted": kind}),
+                redacted=True,
+                chat_id=message.chat.id,
+                message_id=message.message_id,
+            )
+        return Incoming(update.update_id, update.model_dump_json(exclude_none=True, by_alias=True))
+
+    async def _holds_secret(self, message: Message) -> bool:
+        assert message.from_user is not None
+        user_id = message.from_user.id
+        command = _command_of(message.text)
+        if command in texts.COMMANDS:
+            if command in _LOGIN_COMMANDS:
+                self._login_commands[user_id] += 1
+            return False
+        if message.text is None and message.caption is None and not message.photo:
+            return False
+        if self._login_commands[user_id] > 0:
+            return True
+        async with self._pool() as session:
+            linked = await is_linked(session, user_id)
+        if not linked:
+            return True
+        state = self.dispatcher.fsm.get_context(self.bot, message.chat.id, user_id)
+        return may_hold_password(await state.get_state(), linked)
+
+    # --- handling ------------------------------------------------------------------------
+
+    def _replay(self, row: Stored) -> None:
+        if row.redacted:
+            assert row.chat_id is not None and row.message_id is not None
+            chat_id = row.chat_id
+            self._chain(chat_id, row.update_id, lambda: self._message_lost(chat_id, row))
+            return
+        update = Update.model_validate(json.loads(row.payload), context={"bot": self.bot})
+        self._schedule(update)
+
+    def _schedule(self, update: Update, *, redacted: bool = False) -> None:
+        key = _sequence_key(update)
+        command = None
+        message = _private_message(update)
+        if message is not None and update.message is not None:
+            command = _command_of(message.text)
+
+        async def handle() -> None:
+            try:
+                if redacted and message is not None:
+                    # Previous updates of this user are done: this is the state it meets.
+                    state = self.dispatcher.fsm.get_context(self.bot, message.chat.id, key)
+                    await self.inbox.mark_started(update.update_id, await state.get_state(), _now())
+                await self.dispatcher.feed_update(self.bot, update, **self._workflow)
+            finally:
+                if command in _LOGIN_COMMANDS and self._login_commands[key] > 0:
+                    self._login_commands[key] -= 1
+
+        self._chain(key, update.update_id, handle)
+
+    async def _message_lost(self, chat_id: int, row: Stored) -> None:
+        assert row.message_id is not None
+        state = self.dispatcher.fsm.get_context(self.bot, chat_id, chat_id)
+        await message_lost(
+            self.bot,
+            chat_id,
+            row.message_id,
+            state,
+            state_at_start=row.state_at_start,
+            started=row.started,
+        )
+
+    def _chain(self, key: int, update_id: int, handle: Any) -> None:
+        """Run `handle` after the key's previous update, then mark the update done."""
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            async with self._semaphore:
+                await self._run_one(update_id, handle())
+
+        task = asyncio.create_task(run(), name=f"update-{update_id}")
+        self._tails[key] = task
+        self._tasks.add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
+
+    async def _run_one(self, update_id: int, handling: Awaitable[Any]) -> None:
+        try:
+            await handling
+        except asyncio.CancelledError:
+            raise  # not done: it runs again at the next start
+        except Exception as exc:
+            # The errors router has already answered the user; this is what it let through.
+            # Only the type: an exception text may quote what the user typed.
+            log.error("Update %s failed: %s", update_id, type(exc).__name__)
+            self.failed += 1
+        self.handled += 1
+        try:
+            await self.inbox.mark_done(update_id, _now())
+        except Exception as exc:
+            log.error("Update %s not marked done: %s", update_id, type(exc).__name__)
+
+    async def _prune_now(self) -> None:
+        self._last_prune = time.monotonic()
+        try:
+            removed = await self.inbox.prune(_now())
+        except Exception as exc:
+            log.warning("Inbox not pruned: %s", type(exc).__name__)
+            return
+        if removed:
+            log.debug("Pruned %d done update(s) from the inbox", removed)
+
+    async def prune_if_due(self) -> None:
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+            await self._prune_now()
+
+    async def _room(self) -> None:
+        while len(self._tasks) >= MAX_PENDING and not self.stopping:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
+    # --- long polling --------------------------------------------------------------------
+
+    async def run_polling(self, allowed_updates: list[str] | None = None) -> None:
+        """Poll until stop(): store each batch, then confirm it with the next offset."""
+        offset = await self.inbox.next_offset()
+        backoff = Backoff(POLL_BACKOFF)
+        stop_waiter = asyncio.create_task(self._stopping.wait())
+        request_timeout = self._polling_timeout + int(self.bot.session.timeout or 60)
+        log.info("Polling for updates")
+        try:
+            while not self.stopping:
+                await self._room()
+                method = GetUpdates(
+                    offset=offset, timeout=self._polling_timeout, allowed_updates=allowed_updates
+                )
+                poll = asyncio.create_task(self.bot(method, request_timeout=request_timeout))
+                await asyncio.wait({poll, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if not poll.done():
+                    # Stopping: whatever this poll would bring stays unconfirmed at Telegram.
+                    poll.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await poll
+                    break
+                try:
+                    updates = poll.result()
+                    if updates:
+                        await self.accept(updates)
+                except Exception as exc:
+                    # Nothing was confirmed: the same updates come again with the same offset.
+                    log.warning(
+                        "Polling failed (%s); retrying in %.1f s",
+                        type(exc).__name__,
+                        backoff.next_delay,
+                    )
+                    await backoff.asleep()
+                    continue
+                backoff.reset()
+                if updates:
+                    offset = max(u.update_id for u in updates) + 1
+                await self.prune_if_due()
+        finally:
+            stop_waiter.cancel()
+            log.info("Polling stopped")
+
+
+# --- webhook ---------------------------------------------------------------------------
+
+# Other routes of the same app (health, metrics) find the runner here.
+RUNNER_KEY = web.AppKey("runner", UpdateRunner)
+
+
+def create_web_app(runner: UpdateRunner, *, path: str, secret: str) -> web.Application:
+    """The aiohttp application that receives Telegram's webhook; add other routes to it.
+
+    A request without the right secret header is refused with 403. An update is
+    answered 200 only once it is committed to the inbox; if storing fails Telegram
+    gets 500 and delivers it again.
+    """
+    app = web.Application()
+    app[RUNNER_KEY] = runner
+
+    async def receive(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return web.Response(status=403, text="forbidden")
+        if runner.stopping:
+            return web.Response(status=503, text="stopping")
+        try:
+            update = Update.model_validate(await request.json(), context={"bot": runner.bot})
+        except (ValueError, ValidationError):
+            return web.Response(status=400, text="not an update")
+        try:
+            await runner.accept([update])
+        except Exception as exc:
+            log.error("Update %s not stored: %s", update.update_id, type(exc).__name__)
+            return web.Response(status=500, text="not stored")
+        return web.Response(status=200)
+
+    app.router.add_post(path, receive)
+    return app
+
+
+async def serve_webhook(
+    runner: UpdateRunner,
+    *,
+    url: str,
+    secret: str,
+    host: str,
+    port: int,
+    allowed_updates: list[str] | None = None,
+    app: web.Application | None = None,
+) -> None:
+    """Listen on host:port, tell Telegram the URL and secret, and serve until stop()."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path or "/"
+    web_app = app or create_web_app(runner, path=path, secret=secret)
+    site_runner = web.AppRunner(web_app, access_log=None)
+    await site_runner.setup()
+    site = web.TCPSite(site_runner, host, port)
+    await site.start()
+    try:
+        await runner.bot.set_webhook(
+            url,
+            secret_token=secret,
+            allowed_updates=allowed_updates,
+            drop_pending_updates=False,
+        )
+        log.info("Webhook set; listening on %s:%s%s", host, port, path)
+        await runner.wait_stopped()
+    except TelegramAPIError as exc:
+        log.error("Could not set the webhook: %s", exc.message)
+        raise
+    finally:
+        await site_runner.cleanup()
