@@ -121,7 +121,9 @@ class UpdateRunner:
 
     async def start(self) -> None:
         """Startup hooks, then the updates a crash or a stop left in the inbox."""
-        await self.dispatcher.emit_startup(bot=self.bot, **self._workflow)
+        await self.dispatcher.emit_startup(
+            bot=self.bot, **self.dispatcher.workflow_data, **self._workflow
+        )
         left = await self.inbox.unfinished()
         if left:
             log.info("Replaying %d update(s) not finished before the last stop", len(left))
@@ -132,7 +134,9 @@ class UpdateRunner:
     async def shutdown(self) -> None:
         """Let handlers in flight finish (bounded), then the shutdown hooks."""
         await self.drain(self._shutdown_grace)
-        await self.dispatcher.emit_shutdown(bot=self.bot, **self._workflow)
+        await self.dispatcher.emit_shutdown(
+            bot=self.bot, **self.dispatcher.workflow_data, **self._workflow
+        )
 
     def stop(self) -> None:
         """Stop taking updates (a signal handler calls it); run_polling then returns."""
