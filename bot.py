@@ -17,7 +17,6 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +30,7 @@ from services.credentials import CredentialsProvider
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
-from storage.fsm import SqlStorage
+from storage.fsm import create_fsm
 from storage.migrate import upgrade_database
 
 log = logging.getLogger("bot")
@@ -96,10 +95,15 @@ def create_dispatcher(
     vault: Vault,
     storage: BaseStorage | None = None,
 ) -> Dispatcher:
-    """The production dispatcher: storage, middlewares, routers and shared services."""
+    """The production dispatcher: storage, middlewares, routers and shared services.
+
+    FSM storage and event isolation follow REDIS_URL (storage.fsm.create_fsm);
+    `storage` overrides the storage only (tests).
+    """
+    fsm_storage, isolation = create_fsm(settings.REDIS_URL, session_pool)
     dispatcher = Dispatcher(
-        storage=storage or SqlStorage(session_pool),
-        events_isolation=SimpleEventIsolation(),
+        storage=storage or fsm_storage,
+        events_isolation=isolation,
         settings=settings,
         billing=billing,
         credentials=CredentialsProvider(vault),

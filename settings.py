@@ -134,6 +134,15 @@ class Settings(BillingSettings):
     def _db_url(cls, value: str) -> str:
         return _check_db_url(value)
 
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("not a redis URL")
+        return value
+
     @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -161,6 +170,7 @@ EXPECTED: dict[str, str] = {
     "WEBHOOK_PORT": "a TCP port 1..65535",
     "DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
     "BILLING_DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
+    "REDIS_URL": "a redis://host:port/db URL (rediss:// for TLS), or unset",
     "BILLING_URL": "an http(s) URL of a billing API v1, or unset for the embedded billing",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "TIMEZONE": "an IANA time zone such as Asia/Novosibirsk",

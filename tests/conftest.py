@@ -25,6 +25,7 @@ from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
+from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
 
 pytest_plugins = ["tests.harness.fixtures"]
@@ -65,8 +66,10 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
 
 
 @pytest.fixture
-async def app(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+async def app(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, databases: Databases
+) -> AsyncIterator[App]:
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **databases.settings())
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
