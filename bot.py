@@ -18,15 +18,19 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
+from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import texts
 from billing_client.base import Billing
 from handlers import get_routers
+from handlers.instrumentation import BotApiMetricsMiddleware, UpdateMetricsMiddleware
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
+from observability import start_metrics_server
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
+from services.metrics import MeteredBilling, Metrics
 from settings import Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
@@ -78,8 +82,10 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
 
 
-def create_bot(settings: Settings) -> Bot:
+def create_bot(settings: Settings, metrics: Metrics | None = None) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    if metrics is not None:
+        session.middleware(BotApiMetricsMiddleware(metrics))
     return Bot(
         token=settings.BOT_TOKEN.get_secret_value(),
         session=session,
@@ -94,12 +100,16 @@ def create_dispatcher(
     billing: Billing,
     vault: Vault,
     storage: BaseStorage | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     """The production dispatcher: storage, middlewares, routers and shared services.
 
     FSM storage and event isolation follow REDIS_URL (storage.fsm.create_fsm);
-    `storage` overrides the storage only (tests).
+    `storage` overrides the storage only (tests). With `metrics`, updates and
+    billing calls are counted (services.metrics).
     """
+    if metrics is not None:
+        billing = MeteredBilling(billing, metrics)
     fsm_storage, isolation = create_fsm(settings.REDIS_URL, session_pool)
     dispatcher = Dispatcher(
         storage=storage or fsm_storage,
@@ -110,6 +120,8 @@ def create_dispatcher(
         directory=BuildingDirectory(billing),
         session_pool=session_pool,
     )
+    if metrics is not None:
+        dispatcher.update.outer_middleware(UpdateMetricsMiddleware(metrics))
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))
     dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
@@ -133,11 +145,25 @@ async def run(settings: Settings) -> None:
         await upgrade_database(engine)
         session_pool = create_session_pool(engine)
         billing = await open_billing(settings)
+        metrics = Metrics()
+        health: web.AppRunner | None = None
         try:
-            bot = create_bot(settings)
+            bot = create_bot(settings, metrics)
             dispatcher = create_dispatcher(
-                settings=settings, session_pool=session_pool, billing=billing, vault=vault
+                settings=settings,
+                session_pool=session_pool,
+                billing=billing,
+                vault=vault,
+                metrics=metrics,
             )
+            if settings.METRICS_PORT:
+                health = await start_metrics_server(
+                    settings.METRICS_HOST,
+                    settings.METRICS_PORT,
+                    metrics=metrics,
+                    session_pool=session_pool,
+                    billing=billing,
+                )
             await bot.set_my_commands(bot_commands())
             log.info(
                 "Starting: mode=%s, api=%s, database=%s, billing=%s",
@@ -151,6 +177,8 @@ async def run(settings: Settings) -> None:
             await bot.delete_webhook(drop_pending_updates=False)
             await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
         finally:
+            if health is not None:
+                await health.cleanup()
             await billing.close()
     finally:
         await engine.dispose()

@@ -107,6 +107,10 @@ class Settings(BillingSettings):
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_HOST: str = "0.0.0.0"
     WEBHOOK_PORT: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # /healthz, /readyz and /metrics on a port of their own (off when unset);
+    # in webhook mode they are on the webhook server as well.
+    METRICS_HOST: str = "127.0.0.1"
+    METRICS_PORT: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     # Storage
     DATABASE_URL: str = "sqlite+aiosqlite:///data/bot.db"
@@ -168,6 +172,7 @@ EXPECTED: dict[str, str] = {
     "WEBHOOK_URL": "the public https URL Telegram should call (required with MODE=webhook)",
     "WEBHOOK_SECRET": "a secret token (required with MODE=webhook)",
     "WEBHOOK_PORT": "a TCP port 1..65535",
+    "METRICS_PORT": "a TCP port 1..65535, or unset to not serve /metrics on its own port",
     "DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
     "BILLING_DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
     "REDIS_URL": "a redis://host:port/db URL (rediss:// for TLS), or unset",

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from billing_client import open_billing
 from billing_client.base import Billing
 from bot import create_bot, create_dispatcher
+from services.metrics import Metrics
 from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
@@ -48,6 +49,7 @@ class App:
     engine: AsyncEngine
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
+    metrics: Metrics
 
 
 def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: object) -> Settings:
@@ -74,20 +76,22 @@ async def app(
     await upgrade_database(engine)
     pool = create_session_pool(engine)
     billing = await open_billing(settings)
-    bot = create_bot(settings)
+    metrics = Metrics(process_metrics=False)
+    bot = create_bot(settings, metrics)
     assert settings.SECRET_KEY is not None
     dispatcher = create_dispatcher(
         settings=settings,
         session_pool=pool,
         billing=billing,
         vault=Vault.from_setting(settings.SECRET_KEY.get_secret_value()),
+        metrics=metrics,
     )
     polling = asyncio.create_task(
         dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
     )
     await fake_telegram.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing)
+        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, metrics)
     finally:
         with contextlib.suppress(RuntimeError):
             await dispatcher.stop_polling()
