@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -148,3 +149,17 @@ async def test_redis_fsm_state_survives_a_new_storage(databases: Databases) -> N
     assert await second.get_data(key) == {"apartment": "12а"}
     await second.close()
     await engine.dispose()
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="several instances share PostgreSQL only")
+async def test_instances_starting_at_once_migrate_one_at_a_time(databases: Databases) -> None:
+    from billing_client.embedded.db import upgrade_billing_database
+
+    engines = [create_engine(databases.bot) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade_database(engine) for engine in engines))
+        await asyncio.gather(*(upgrade_billing_database(databases.billing) for _ in range(3)))
+        assert {"accounts", "submissions", "fsm_records"} <= await table_names(engines[0])
+    finally:
+        for engine in engines:
+            await engine.dispose()
