@@ -20,6 +20,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -296,7 +297,7 @@ def cmd_services(args: list[str]) -> int:
     del args
     try:
         with services_for_tests() as env:
-            print("tasks: export these, then run pytest; Ctrl-C stops the servers:")
+            print("tasks: export these, then run pytest; Ctrl-C (or SIGTERM) stops the servers:")
             for name, value in env.items():
                 print(f"export {name}={value}", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
@@ -311,7 +312,14 @@ def cmd_services(args: list[str]) -> int:
 COMMANDS = {"run": cmd_run, "test": cmd_test, "lock": cmd_lock, "services": cmd_services}
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the `with` blocks, so the test servers are stopped and
+    # their folders removed when CI or a developer terminates the run.
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print("usage: python3 tasks.py {run|test|lock|services} [args...]", file=sys.stderr)
         return 2
