@@ -154,15 +154,18 @@ def quiet_run(
     cmd: list[str], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run without standard input (CI has none); stderr kept for the error message."""
-    return subprocess.run(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        check=False,
-    )
+    try:
+        return subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            check=False,
+        )
+    except OSError as exc:  # e.g. runuser or apt-get missing on a developer's machine
+        raise ServiceUnavailable(f"cannot run {cmd[0]}: {exc.strerror}") from None
 
 
 def free_port() -> int:
