@@ -17,6 +17,8 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand
 from aiohttp import web
 from pydantic import ValidationError
@@ -38,6 +40,13 @@ from storage.fsm import create_fsm
 from storage.migrate import upgrade_database
 
 log = logging.getLogger("bot")
+
+# One update holds up to three connections of the bot's pool at a time (its own
+# session, a call of the FSM storage, a service's own session). Unbounded, a burst of
+# updates from 15 inspectors took every connection and their FSM calls waited for
+# each other until the pool's 30 s timeout (found by benchmarks/). Five at a time stay
+# within the smallest pool (SQLite's 5 + 10 overflow); SQLite writes one at a time anyway.
+MAX_CONCURRENT_UPDATES = 5
 
 
 class RedactSecrets(logging.Filter):
@@ -82,8 +91,32 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
 
 
+class TelegramSession(AiohttpSession):
+    """aiogram's aiohttp session, keeping alive the answer models it builds.
+
+    aiogram reads every answer with the pydantic model Response[<the method's result
+    type>], built on the fly. pydantic caches such models only weakly, and a class
+    always sits in a reference cycle, so the garbage collector of a busy bot freed
+    them and nearly every call built its model again: about a quarter of the bot's
+    CPU under load (benchmarks/, profile). Holding one reference per result type
+    makes pydantic's cache hit.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._response_models: dict[Any, type[Response[Any]]] = {}
+
+    def check_response(
+        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str
+    ) -> Response[TelegramType]:
+        returning = method.__returning__
+        if returning not in self._response_models:
+            self._response_models[returning] = Response[returning]  # type: ignore[valid-type]
+        return super().check_response(bot, method, status_code, content)
+
+
 def create_bot(settings: Settings, metrics: Metrics | None = None) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    session = TelegramSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
     if metrics is not None:
         session.middleware(BotApiMetricsMiddleware(metrics))
     return Bot(
@@ -175,7 +208,12 @@ async def run(settings: Settings) -> None:
             # Pending updates are never dropped: readings typed while the bot was
             # down must still be handled.
             await bot.delete_webhook(drop_pending_updates=False)
-            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+            await dispatcher.start_polling(
+                bot,
+                handle_signals=True,
+                close_bot_session=True,
+                tasks_concurrency_limit=MAX_CONCURRENT_UPDATES,
+            )
         finally:
             if health is not None:
                 await health.cleanup()

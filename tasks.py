@@ -2,6 +2,7 @@
 
     python3 tasks.py run    # create/refresh .venv, then run the bot
     python3 tasks.py test   # create/refresh .venv, then run every check and test
+    python3 tasks.py bench  # the performance benchmark (benchmarks/), a few minutes
 
 The virtual environment is created once and refreshed only when requirements.lock
 changes, so both commands are fast after the first run.
@@ -282,6 +283,11 @@ def redis_answers(port: int) -> bool:
         return False
 
 
+def cmd_bench(args: list[str]) -> int:
+    ensure_venv()
+    return run([str(PY), "-m", "benchmarks", *args])
+
+
 def cmd_lock(args: list[str]) -> int:
     ensure_venv()
     frozen = subprocess.run(
@@ -312,7 +318,13 @@ def cmd_services(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "lock": cmd_lock, "services": cmd_services}
+COMMANDS = {
+    "run": cmd_run,
+    "test": cmd_test,
+    "bench": cmd_bench,
+    "lock": cmd_lock,
+    "services": cmd_services,
+}
 
 
 def stop_on_sigterm(signum: int, frame: object) -> None:
@@ -324,7 +336,7 @@ def stop_on_sigterm(signum: int, frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print("usage: python3 tasks.py {run|test|lock|services} [args...]", file=sys.stderr)
+        print("usage: python3 tasks.py {run|test|bench|lock|services} [args...]", file=sys.stderr)
         return 2
     return COMMANDS[sys.argv[1]](sys.argv[2:])
 

@@ -6,6 +6,8 @@ purpose travels in the callback data and the FSM data.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiogram import Bot, F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from handlers.filters import LinkedUser
-from handlers.live import edit_card, new_card
+from handlers.live import edit_card, new_card, take_card
 from keyboards.callbacks import BuildingsPage, MenuAction, MenuCallback, Purpose
 from keyboards.readings import buildings_keyboard, search_keyboard
 from services.buildings import BuildingDirectory
@@ -32,88 +34,69 @@ def _prompt(purpose: Purpose) -> str:
     return texts.CHOOSE_BUILDING if purpose == Purpose.SEND else texts.CHOOSE_BUILDING_TO_VIEW
 
 
-async def show_buildings(
+@dataclass(frozen=True, slots=True)
+class BuildingList:
+    """The account's buildings as buttons on the card, for one user's press or message."""
+
+    bot: Bot
+    state: FSMContext
+    session: AsyncSession
+    user: TelegramUser
+    directory: BuildingDirectory
+    credentials: CredentialsProvider
+
+    async def show(
+        self,
+        chat_id: int,
+        purpose: Purpose,
+        *,
+        page: int = 0,
+        note: str | None = None,
+        edit: bool = False,
+    ) -> None:
+        assert self.user.account_id is not None
+        auth = await self.credentials.auth_for(self.session, self.user.account_id)
+        listing = await self.directory.page(self.user.account_id, auth, page)
+        await self.state.set_state(Choosing.building)
+        await self.state.update_data(purpose=purpose.value)
+        if not listing.buildings:
+            await new_card(self.bot, chat_id, self.state, texts.NO_BUILDINGS, None)
+            return
+        text = f"{note}\n\n{_prompt(purpose)}" if note else _prompt(purpose)
+        markup = buildings_keyboard(
+            listing.buildings, purpose, page=listing.page, pages=listing.pages
+        )
+        if edit:
+            await edit_card(self.bot, chat_id, self.state, text, markup)
+        else:
+            await new_card(self.bot, chat_id, self.state, text, markup)
+
+    async def building_gone(self, chat_id: int, purpose: Purpose) -> None:
+        """The chosen building left the account: say so and show the fresh list."""
+        assert self.user.account_id is not None
+        self.directory.forget(self.user.account_id)
+        await self.show(chat_id, purpose, note=texts.BUILDING_GONE, edit=True)
+
+
+async def on_buildings_list(
+    callback: CallbackQuery,
+    callback_data: MenuCallback | BuildingsPage,
     bot: Bot,
-    chat_id: int,
     state: FSMContext,
     session: AsyncSession,
-    user: TelegramUser,
+    linked_user: TelegramUser,
     directory: BuildingDirectory,
     credentials: CredentialsProvider,
-    purpose: Purpose,
-    *,
-    page: int = 0,
-    note: str | None = None,
-    edit: bool = False,
 ) -> None:
-    assert user.account_id is not None
-    auth = await credentials.auth_for(session, user.account_id)
-    listing = await directory.page(user.account_id, auth, page)
-    await state.set_state(Choosing.building)
-    await state.update_data(purpose=purpose.value)
-    if not listing.buildings:
-        await new_card(bot, chat_id, state, texts.NO_BUILDINGS, None)
-        return
-    text = f"{note}\n\n{_prompt(purpose)}" if note else _prompt(purpose)
-    markup = buildings_keyboard(listing.buildings, purpose, page=listing.page, pages=listing.pages)
-    if edit:
-        await edit_card(bot, chat_id, state, text, markup)
+    """A menu button that starts choosing a building, or a page of the list."""
+    if isinstance(callback_data, BuildingsPage):
+        purpose, page = callback_data.purpose, callback_data.page
     else:
-        await new_card(bot, chat_id, state, text, markup)
-
-
-async def on_menu_building_flow(
-    callback: CallbackQuery,
-    callback_data: MenuCallback,
-    bot: Bot,
-    state: FSMContext,
-    session: AsyncSession,
-    linked_user: TelegramUser,
-    directory: BuildingDirectory,
-    credentials: CredentialsProvider,
-) -> None:
-    await callback.answer()
-    assert callback.message is not None
-    purpose = Purpose.SEND if callback_data.action == MenuAction.SEND else Purpose.VIEW
-    await state.update_data({"card_id": callback.message.message_id})
-    await show_buildings(
-        bot,
-        callback.message.chat.id,
-        state,
-        session,
-        linked_user,
-        directory,
-        credentials,
-        purpose,
-        edit=True,
-    )
-
-
-async def on_buildings_page(
-    callback: CallbackQuery,
-    callback_data: BuildingsPage,
-    bot: Bot,
-    state: FSMContext,
-    session: AsyncSession,
-    linked_user: TelegramUser,
-    directory: BuildingDirectory,
-    credentials: CredentialsProvider,
-) -> None:
-    await callback.answer()
-    assert callback.message is not None
-    await state.update_data({"card_id": callback.message.message_id})
-    await show_buildings(
-        bot,
-        callback.message.chat.id,
-        state,
-        session,
-        linked_user,
-        directory,
-        credentials,
-        callback_data.purpose,
-        page=callback_data.page,
-        edit=True,
-    )
+        purpose = Purpose.SEND if callback_data.action == MenuAction.SEND else Purpose.VIEW
+        page = 0
+    chat_id = await take_card(callback, state)
+    buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
+    await buildings.show(chat_id, purpose, page=page, edit=True)
 
 
 async def building_query_entered(
@@ -129,26 +112,15 @@ async def building_query_entered(
     data = await state.get_data()
     purpose = Purpose(data.get("purpose", Purpose.SEND.value))
     query = message.text.strip()
+    buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
     if len(query) > MAX_QUERY:
         await new_card(bot, message.chat.id, state, texts.QUERY_TOO_LONG, None)
-        await show_buildings(
-            bot, message.chat.id, state, session, linked_user, directory, credentials, purpose
-        )
+        await buildings.show(message.chat.id, purpose)
         return
     auth = await credentials.auth_for(session, linked_user.account_id)
     found = await directory.search(linked_user.account_id, auth, query)
     if not found:
-        await show_buildings(
-            bot,
-            message.chat.id,
-            state,
-            session,
-            linked_user,
-            directory,
-            credentials,
-            purpose,
-            note=texts.search_nothing(query),
-        )
+        await buildings.show(message.chat.id, purpose, note=texts.search_nothing(query))
         return
     await new_card(
         bot,
@@ -168,10 +140,10 @@ def create_router() -> Router:
     router.message.filter(LinkedUser())
     router.callback_query.filter(LinkedUser())
     router.callback_query.register(
-        on_menu_building_flow,
+        on_buildings_list,
         MenuCallback.filter(F.action.in_({MenuAction.SEND, MenuAction.VIEW})),
     )
-    router.callback_query.register(on_buildings_page, BuildingsPage.filter())
+    router.callback_query.register(on_buildings_list, BuildingsPage.filter())
     router.message.register(
         building_query_entered, Choosing.building, F.text, ~F.text.startswith("/")
     )

@@ -11,15 +11,21 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup
 
 log = logging.getLogger(__name__)
 
 CARD_KEY = "card_id"
 
 
-async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str | None) -> None:
-    """Turn the live card into a plain line (`becomes`), or delete it when None."""
+async def retire_card(
+    bot: Bot, chat_id: int, state: FSMContext, *, becomes: str | None, forget: bool = True
+) -> None:
+    """Turn the live card into a plain line (`becomes`), or delete it when None.
+
+    forget=False leaves the card's id in the FSM data for the caller to replace (one
+    write of the FSM data instead of two: new_card).
+    """
     data = await state.get_data()
     card_id = data.get(CARD_KEY)
     if not card_id:
@@ -33,7 +39,8 @@ async def retire_card(bot: Bot, chat_id: int, state: FSMContext, *, becomes: str
             )
     except TelegramBadRequest as exc:
         log.debug("Old card %s not retired: %s", card_id, exc.message)
-    await state.update_data({CARD_KEY: None})
+    if forget:
+        await state.update_data({CARD_KEY: None})
 
 
 async def disarm_card(bot: Bot, chat_id: int, state: FSMContext) -> None:
@@ -58,8 +65,12 @@ async def new_card(
     old_becomes: str | None = None,
 ) -> int:
     """Retire the current card and send a new one at the bottom of the chat."""
-    await retire_card(bot, chat_id, state, becomes=old_becomes)
-    message = await bot.send_message(chat_id, text, reply_markup=markup)
+    await retire_card(bot, chat_id, state, becomes=old_becomes, forget=False)
+    try:
+        message = await bot.send_message(chat_id, text, reply_markup=markup)
+    except Exception:
+        await state.update_data({CARD_KEY: None})  # the old card is retired either way
+        raise
     await state.update_data({CARD_KEY: message.message_id})
     return message.message_id
 
@@ -90,3 +101,11 @@ async def edit_card(
             log.debug("Card %s not edited (%s): sending a new one", card_id, exc.message)
     message = await bot.send_message(chat_id, text, reply_markup=markup)
     await state.update_data({CARD_KEY: message.message_id})
+
+
+async def take_card(callback: CallbackQuery, state: FSMContext) -> int:
+    """Answer a press and make the pressed message the live card; its chat id."""
+    await callback.answer()
+    assert callback.message is not None
+    await state.update_data({CARD_KEY: callback.message.message_id})
+    return callback.message.chat.id

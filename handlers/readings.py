@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
@@ -14,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from billing_client.base import Billing
 from billing_client.errors import NotFound
-from handlers.buildings import show_buildings
+from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser
-from handlers.live import edit_card, new_card, retire_card
+from handlers.live import edit_card, new_card, retire_card, take_card
 from keyboards.callbacks import (
     BuildingChosen,
     Purpose,
@@ -143,10 +144,8 @@ async def building_chosen(
     credentials: CredentialsProvider,
     billing: Billing,
 ) -> None:
-    await callback.answer()
-    assert callback.message is not None and linked_user.account_id is not None
-    chat_id = callback.message.chat.id
-    await state.update_data({"card_id": callback.message.message_id})
+    assert linked_user.account_id is not None
+    chat_id = await take_card(callback, state)
     auth = await credentials.auth_for(session, linked_user.account_id)
     building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
     try:
@@ -154,19 +153,8 @@ async def building_chosen(
             raise NotFound
         meters = await billing.meters(auth, building.id)
     except NotFound:
-        directory.forget(linked_user.account_id)
-        await show_buildings(
-            bot,
-            chat_id,
-            state,
-            session,
-            linked_user,
-            directory,
-            credentials,
-            Purpose.SEND,
-            note=texts.BUILDING_GONE,
-            edit=True,
-        )
+        buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
+        await buildings.building_gone(chat_id, Purpose.SEND)
         return
     progress = await walk.open_building(
         session,
@@ -249,6 +237,10 @@ async def value_entered(
 async def value_invalid(message: Message) -> None:
     """Stickers, photos, voice and the like where a number is expected."""
     await message.answer(texts.EXPECTING_NUMBER)
+
+
+async def apartment_invalid(message: Message) -> None:
+    await message.answer(texts.EXPECTING_APARTMENT)
 
 
 async def forwarded_refused(message: Message) -> None:
@@ -366,12 +358,19 @@ async def slot_action(
             bot, chat_id, state, session, linked_user, settings, data, callback_data
         )
     elif action == SlotActionKind.SEND:
-        await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
+        await _Sending(
+            bot, chat_id, state, session, linked_user, session_pool, billing, credentials
+        ).ask_or_send(draft_id)
     elif action == SlotActionKind.EXIT:
         await state.clear()
-        await edit_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+        await edit_card(
+            bot,
+            chat_id,
+            state,
+            texts.MAIN_MENU,
+            main_menu_keyboard(),
+            message_id=callback.message.message_id,
+        )
 
 
 _WALK_STATES = {
@@ -471,86 +470,88 @@ async def review_action(
     draft_id = callback_data.draft_id
     if callback_data.action == ReviewActionKind.RETURN:
         await show_next(bot, chat_id, state, session, linked_user, draft_id, -1, edit=True)
-    elif callback_data.action == ReviewActionKind.SEND:
-        await _ask_or_send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
-    else:
-        await _send(
-            bot, chat_id, state, session, linked_user, session_pool, billing, credentials, draft_id
-        )
-
-
-async def _ask_or_send(
-    bot: Bot,
-    chat_id: int,
-    state: FSMContext,
-    session: AsyncSession,
-    user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
-    draft_id: int,
-) -> None:
-    progress = await walk.progress(session, draft_id)
-    if progress.empty:
-        await state.set_state(Walk.reviewing)
-        await state.update_data(draft_id=draft_id)
-        await edit_card(
-            bot, chat_id, state, texts.NOT_ALL_FILLED, not_all_filled_keyboard(draft_id)
-        )
         return
-    await _send(bot, chat_id, state, session, user, session_pool, billing, credentials, draft_id)
-
-
-async def _send(
-    bot: Bot,
-    chat_id: int,
-    state: FSMContext,
-    session: AsyncSession,
-    user: TelegramUser,
-    session_pool: async_sessionmaker[AsyncSession],
-    billing: Billing,
-    credentials: CredentialsProvider,
-    draft_id: int,
-) -> None:
-    # A batch left pending by an outage goes first, with its own key: a press of
-    # «Отправить» is also how the inspector retries it.
-    for pending_id in await submission.pending_for_draft(session, draft_id):
-        await edit_card(bot, chat_id, state, texts.SENDING, None)
-        result = await submission.attempt(
-            session_pool, billing, credentials, pending_id, now=_now()
-        )
-        await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
-        session.expire_all()
-        if result.status == SubmissionStatus.PENDING:
-            await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
-            await state.clear()
-            return
-    batch_id = await submission.create_batch(
-        session, draft_id=draft_id, user_id=user.id, chat_id=chat_id, now=_now()
+    sending = _Sending(
+        bot, chat_id, state, session, linked_user, session_pool, billing, credentials
     )
-    if batch_id is None:
-        progress = await walk.progress(session, draft_id)
-        note = texts.NOTHING_TO_SEND
-        await edit_card(
-            bot,
-            chat_id,
-            state,
-            f"{note}\n\n{texts.review(progress, [])}",
-            review_keyboard(draft_id),
+    if callback_data.action == ReviewActionKind.SEND:
+        await sending.ask_or_send(draft_id)
+    else:
+        await sending.send(draft_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """What sending a draft needs, gathered once per press of «Отправить»."""
+
+    bot: Bot
+    chat_id: int
+    state: FSMContext
+    session: AsyncSession
+    user: TelegramUser
+    session_pool: async_sessionmaker[AsyncSession]
+    billing: Billing
+    credentials: CredentialsProvider
+
+    async def ask_or_send(self, draft_id: int) -> None:
+        """Send, or first ask the seed's question when a slot is still empty."""
+        progress = await walk.progress(self.session, draft_id)
+        if progress.empty:
+            await self.state.set_state(Walk.reviewing)
+            await self.state.update_data(draft_id=draft_id)
+            await edit_card(
+                self.bot,
+                self.chat_id,
+                self.state,
+                texts.NOT_ALL_FILLED,
+                not_all_filled_keyboard(draft_id),
+            )
+            return
+        await self.send(draft_id)
+
+    async def send(self, draft_id: int) -> None:
+        bot, chat_id, state, session = self.bot, self.chat_id, self.state, self.session
+        # A batch left pending by an outage goes first, with its own key: a press of
+        # «Отправить» is also how the inspector retries it.
+        for pending_id in await submission.pending_for_draft(session, draft_id):
+            result = await self._attempt(pending_id)
+            if result.status == SubmissionStatus.PENDING:
+                await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+                await state.clear()
+                return
+        batch_id = await submission.create_batch(
+            session, draft_id=draft_id, user_id=self.user.id, chat_id=chat_id, now=_now()
         )
-        return
-    await edit_card(bot, chat_id, state, texts.SENDING, None)
-    result = await submission.attempt(session_pool, billing, credentials, batch_id, now=_now())
-    await retire_card(bot, chat_id, state, becomes=texts.batch_result(result))
-    session.expire_all()
-    if result.status == SubmissionStatus.SENT and result.rejected:
-        # Rejected values go back to the draft: walk straight to the first of them.
-        await show_next(bot, chat_id, state, session, user, draft_id, -1)
-        return
-    await state.clear()
-    await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+        if batch_id is None:
+            progress = await walk.progress(session, draft_id)
+            await edit_card(
+                bot,
+                chat_id,
+                state,
+                f"{texts.NOTHING_TO_SEND}\n\n{texts.review(progress, [])}",
+                review_keyboard(draft_id),
+            )
+            return
+        result = await self._attempt(batch_id)
+        if result.status == SubmissionStatus.SENT and result.rejected:
+            # Rejected values go back to the draft: walk straight to the first of them.
+            await show_next(bot, chat_id, state, session, self.user, draft_id, -1)
+            return
+        await state.clear()
+        await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+
+    async def _attempt(self, batch_id: int) -> submission.BatchResult:
+        """Send one batch and turn the card into its result."""
+        await edit_card(self.bot, self.chat_id, self.state, texts.SENDING, None)
+        result = await submission.attempt(
+            self.session_pool, self.billing, self.credentials, batch_id, now=_now()
+        )
+        await retire_card(self.bot, self.chat_id, self.state, becomes=texts.batch_result(result))
+        # The batch changed slot rows in its own session: reload them here. The user
+        # row is expired with them and must be loaded again now, not lazily later.
+        self.session.expire_all()
+        await self.session.refresh(self.user)
+        return result
 
 
 # --- edits of typed values ---------------------------------------------------------------
@@ -608,7 +609,7 @@ def create_router() -> Router:
         router.message.register(value_entered, state, F.text, not_command)
         router.message.register(value_invalid, state, ~F.text)
     router.message.register(apartment_entered, Walk.entering_apartment, F.text, not_command)
-    router.message.register(value_invalid, Walk.entering_apartment, ~F.text)
+    router.message.register(apartment_invalid, Walk.entering_apartment, ~F.text)
     router.edited_message.register(value_edited, F.text)
     router.edited_message.register(edit_not_a_reading)
     return router

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import texts
 from billing_client.base import Billing
 from billing_client.errors import NotFound
-from handlers.buildings import show_buildings
+from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser
-from handlers.live import edit_card
+from handlers.live import edit_card, take_card
 from keyboards.callbacks import (
     BuildingChosen,
     MenuAction,
@@ -50,18 +50,8 @@ async def _render_view(
             raise NotFound
         result = await accepted_page(billing, auth, building_id, period, page)
     except NotFound:
-        await show_buildings(
-            bot,
-            chat_id,
-            state,
-            session,
-            user,
-            directory,
-            credentials,
-            Purpose.VIEW,
-            note=texts.BUILDING_GONE,
-            edit=True,
-        )
+        buildings = BuildingList(bot, state, session, user, directory, credentials)
+        await buildings.building_gone(chat_id, Purpose.VIEW)
         return
     lines = [texts.view_header(building.address, result.period)]
     if result.lines:
@@ -71,8 +61,6 @@ async def _render_view(
         ]
     else:
         lines.append(texts.view_empty(result.period))
-    current = (await billing.meters(auth, building_id)).period if period is None else None
-    later = None if current else shift_period(result.period, 1)
     await edit_card(
         bot,
         chat_id,
@@ -84,14 +72,14 @@ async def _render_view(
             page=result.page,
             pages=result.pages,
             earlier=shift_period(result.period, -1),
-            later=later,
+            later=result.later_period,
         ),
     )
 
 
-async def view_building_chosen(
+async def on_view(
     callback: CallbackQuery,
-    callback_data: BuildingChosen,
+    callback_data: BuildingChosen | ViewPage,
     bot: Bot,
     state: FSMContext,
     session: AsyncSession,
@@ -100,13 +88,15 @@ async def view_building_chosen(
     credentials: CredentialsProvider,
     billing: Billing,
 ) -> None:
-    await callback.answer()
-    assert callback.message is not None
-    await state.clear()
-    await state.update_data({"card_id": callback.message.message_id})
+    """A building chosen to view (this period, first page), or another page or period."""
+    period, page = None, 0
+    if isinstance(callback_data, ViewPage):
+        period, page = callback_data.period, callback_data.page
+    else:
+        await state.clear()
     await _render_view(
         bot,
-        callback.message.chat.id,
+        await take_card(callback, state),
         state,
         session,
         linked_user,
@@ -114,37 +104,8 @@ async def view_building_chosen(
         credentials,
         billing,
         callback_data.building_id,
-        None,
-        0,
-    )
-
-
-async def view_page(
-    callback: CallbackQuery,
-    callback_data: ViewPage,
-    bot: Bot,
-    state: FSMContext,
-    session: AsyncSession,
-    linked_user: TelegramUser,
-    directory: BuildingDirectory,
-    credentials: CredentialsProvider,
-    billing: Billing,
-) -> None:
-    await callback.answer()
-    assert callback.message is not None
-    await state.update_data({"card_id": callback.message.message_id})
-    await _render_view(
-        bot,
-        callback.message.chat.id,
-        state,
-        session,
-        linked_user,
-        directory,
-        credentials,
-        billing,
-        callback_data.building_id,
-        callback_data.period,
-        callback_data.page,
+        period,
+        page,
     )
 
 
@@ -206,10 +167,8 @@ async def setting_toggled(
 def create_router() -> Router:
     router = Router(name=__name__)
     router.callback_query.filter(LinkedUser())
-    router.callback_query.register(
-        view_building_chosen, BuildingChosen.filter(F.purpose == Purpose.VIEW)
-    )
-    router.callback_query.register(view_page, ViewPage.filter())
+    router.callback_query.register(on_view, BuildingChosen.filter(F.purpose == Purpose.VIEW))
+    router.callback_query.register(on_view, ViewPage.filter())
     router.callback_query.register(
         on_settings, MenuCallback.filter(F.action == MenuAction.SETTINGS)
     )

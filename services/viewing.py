@@ -27,6 +27,12 @@ class AcceptedPage:
     page: int
     pages: int
     total: int
+    current_period: str  # billing's period now: there is nothing later to look at
+
+    @property
+    def later_period(self) -> str | None:
+        """The period after this one, unless this one is the current period."""
+        return shift_period(self.period, 1) if self.period < self.current_period else None
 
 
 def shift_period(period: str, months: int) -> str:
@@ -64,5 +70,10 @@ async def accepted_page(
     page = min(max(page, 0), pages - 1)
     start = page * VIEW_PAGE_SIZE
     return AcceptedPage(
-        accepted.period, lines[start : start + VIEW_PAGE_SIZE], page, pages, len(lines)
+        accepted.period,
+        lines[start : start + VIEW_PAGE_SIZE],
+        page,
+        pages,
+        len(lines),
+        current_period=meters.period,
     )

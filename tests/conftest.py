@@ -67,11 +67,9 @@ def make_settings(tmp_path: Path, api_url: str, bot_token: str, **overrides: obj
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def app(
-    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, databases: Databases
-) -> AsyncIterator[App]:
-    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **databases.settings())
+@contextlib.asynccontextmanager
+async def running_app(tg: FakeTelegram, settings: Settings) -> AsyncIterator[App]:
+    """The bot built as `python bot.py` builds it, long-polling `tg` in this event loop."""
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
@@ -89,9 +87,9 @@ async def app(
     polling = asyncio.create_task(
         dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False)
     )
-    await fake_telegram.wait_for_call("getUpdates", timeout=10)
+    await tg.wait_for_call("getUpdates", timeout=10)
     try:
-        yield App(fake_telegram, settings, bot, dispatcher, engine, pool, billing, metrics)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, metrics)
     finally:
         with contextlib.suppress(RuntimeError):
             await dispatcher.stop_polling()
@@ -100,3 +98,12 @@ async def app(
         await bot.session.close()
         await billing.close()
         await engine.dispose()
+
+
+@pytest.fixture
+async def app(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, databases: Databases
+) -> AsyncIterator[App]:
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **databases.settings())
+    async with running_app(fake_telegram, settings) as running:
+        yield running

@@ -6,27 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from billing_client.errors import BillingUnavailable
-from storage.models import DraftSlot, SlotStatus, Submission
+from storage.models import SlotStatus, Submission
 from tests.conftest import App
-from tests.harness.phone import Phone
-
-
-async def open_building(app: App, user_id: int = 1001) -> Phone:
-    phone = app.tg.user(user_id=user_id, first_name="Иван", username=f"ivan{user_id}")
-    await phone.send_command("/start")
-    await phone.wait_for("логин")
-    await phone.ask("demo", until="пароль")
-    await phone.ask("demo", until="Вы вошли")
-    await phone.tap("Передача показаний по дому", until="Выберите дом")
-    card = await phone.ask("авиастраителей", until="Нашлось")
-    await phone.tap(card.buttons[0][0], until="Введите показание")
-    return phone
-
-
-async def slots(app: App) -> list[DraftSlot]:
-    async with app.session_pool() as session:
-        rows = await session.execute(select(DraftSlot).order_by(DraftSlot.position))
-        return list(rows.scalars())
+from tests.flows.walking import open_building, slots
 
 
 async def test_values_are_checked_kept_and_sent(app: App) -> None:

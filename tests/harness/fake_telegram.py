@@ -203,6 +203,14 @@ class FakeTelegram:
         self.internal_errors: list[tuple[Call, str]] = []  # requests the fake choked on
         self.feed = ChangeFeed()
         self.started_at = time.monotonic()
+        # For load drivers (benchmarks/): called with every chat event as it is recorded
+        # and every call as it finishes, so a driver reacts without scanning the history.
+        # keep_history=False stops keeping `calls` and `events` (a long run would grow
+        # them without bound); the waits of tests need them, so tests leave it on.
+        self.event_listeners: list[Callable[[ChatEvent], None]] = []
+        self.call_listeners: list[Callable[[Call], None]] = []
+        self.keep_history = True
+        self._event_seq = itertools.count(1)
 
         self._queue: list[QueuedUpdate] = []
         self._allowed_updates: list[str] | None = None
@@ -625,7 +633,8 @@ class FakeTelegram:
             via=via,
             files=dict(params.uploads),
         )
-        self.calls.append(call)
+        if self.keep_history:
+            self.calls.append(call)
         self.feed.notify()
         try:
             try:
@@ -638,14 +647,19 @@ class FakeTelegram:
         except ApiError as exc:
             call.status, call.error = exc.code, exc.description
             call.finished_at = time.monotonic()
-            self.feed.notify()
+            self._call_finished(call)
             if exc.html_body:
                 return exc.code, _nginx_page(exc.code)
             return exc.code, exc.body()
         call.status, call.result = 200, result
         call.finished_at = time.monotonic()
-        self.feed.notify()
+        self._call_finished(call)
         return 200, {"ok": True, "result": result}
+
+    def _call_finished(self, call: Call) -> None:
+        for listener in self.call_listeners:
+            listener(call)
+        self.feed.notify()
 
     async def _execute(self, call: Call, params: Params) -> Any:
         rule: FaultRule | None = self.faults.rule_for(call.method)
@@ -769,7 +783,7 @@ class FakeTelegram:
         from_bot: bool = True,
     ) -> ChatEvent:
         event = ChatEvent(
-            seq=len(self.events) + 1,
+            seq=next(self._event_seq),
             at=time.monotonic(),
             chat_id=chat_id,
             kind=kind,
@@ -778,7 +792,10 @@ class FakeTelegram:
             from_bot=from_bot,
             callback_query_id=query_id,
         )
-        self.events.append(event)
+        if self.keep_history:
+            self.events.append(event)
+        for listener in self.event_listeners:
+            listener(event)
         self.feed.notify()
         return event
 

@@ -1,0 +1,787 @@
+"""The benchmark run: the echo bot, the bot on a small database, the bot on a million slots.
+
+    python3 tasks.py bench [--smoke] [--out DIR] [--profile]
+
+One fake Bot API server (tests/harness) serves every process of the run, in turn:
+
+1. the echo bot (benchmarks/echo_bot.py): saturation with 1, 10 and 100 users, a
+   paced run: the floor that aiogram and HTTP alone set on this machine, now;
+2. the bot (python bot.py, embedded billing, SQLite) on a small database: the same
+   saturation levels with inspectors doing the real flow, the paced run with 100
+   inspectors (one action every 3 s), and a per-reading latency probe;
+3. the bot on a database of 10,000 buildings and 1,000,000 slots (billing's slots
+   and the bot's drafts): building search, opening a 500-apartment building, the
+   same per-reading probe, peak memory.
+
+CPU is the bot process's own (psutil cpu_times, user + system) over the measuring
+window; peak RSS is the kernel's high-water mark (VmHWM) of the process. Absolute
+figures depend on the machine and what else runs on it; the ratios to the echo bot
+measured in the same run are the comparable ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.load import (
+    BuildingPool,
+    Driver,
+    EchoUser,
+    Inspector,
+    Recorder,
+    SimulatedUser,
+    card_answer,
+    closed_loop,
+    echo_answer,
+    paced,
+    walk_into_building,
+)
+from benchmarks.seed import FIRST_USER_ID, PlannedBuilding, Seeded, plan_buildings, seed
+from tests.harness import BotProcess, FakeTelegram
+from tests.harness.fake_telegram import BOT_TOKEN
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+READY_TIMEOUT = 180.0  # importing aiogram on a busy 2-core machine takes a while
+
+# The issue's keys (every one a number measured in the run), then the rest.
+REQUIRED_KEYS = (
+    "cpu_per_update_ratio_vs_echo",
+    "updates_per_s_10_inspectors",
+    "echo_updates_per_s_10_inspectors",
+    "api_calls_per_reading",
+    "p99_ms_paced_100_inspectors",
+    "p50_ms_paced_100_inspectors",
+    "search_p99_ms_10k_buildings",
+    "open_building_ms_500_apartments",
+    "reading_latency_ratio_1m_vs_small_db",
+    "peak_rss_mb_1m_slots",
+    "echo_peak_rss_mb",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    levels: tuple[int, int, int] = (1, 10, 100)  # the keys say 1, 10 and 100
+    warmup: float = 1.5
+    window: float = 5.0
+    paced_users: int = 100
+    paced_interval: float = 3.0
+    paced_seconds: float = 24.0
+    echo_paced_seconds: float = 9.0
+    probe_users: int = 10
+    probe_interval: float = 0.5
+    probe_seconds: float = 8.0
+    small_buildings: int = 800
+    small_apartments: int = 20
+    scale_buildings: int = 10_000
+    scale_apartments: int = 84  # 84 apartments = 100 slots
+    big_buildings: int = 10
+    big_apartments: int = 500
+    search_queries: int = 300
+    open_buildings: int = 5
+    smoke: bool = False
+
+
+# Tiny counts: every figure is produced the same way, none of them means anything.
+SMOKE = Config(
+    levels=(1, 2, 3),
+    warmup=0.3,
+    window=1.0,
+    paced_users=4,
+    paced_interval=0.5,
+    paced_seconds=2.0,
+    echo_paced_seconds=1.0,
+    probe_users=2,
+    probe_interval=0.3,
+    probe_seconds=1.0,
+    small_buildings=80,
+    small_apartments=6,
+    scale_buildings=120,
+    scale_apartments=8,
+    big_buildings=2,
+    big_apartments=500,
+    search_queries=10,
+    open_buildings=2,
+    smoke=True,
+)
+
+
+# --- measuring a process ----------------------------------------------------------------
+
+
+class Monitor:
+    """CPU seconds and peak memory of one process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.process = psutil.Process(pid)
+
+    def cpu(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def cpu_system(self) -> float:
+        return float(self.process.cpu_times().system)
+
+    def peak_rss_mb(self) -> float:
+        """The highest RSS since the start or since reset_peak()."""
+        status = Path(f"/proc/{self.pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float(self.process.memory_info().rss) / 2**20
+
+    def reset_peak(self) -> bool:
+        """Start the peak over from the current RSS (Linux: clear_refs 5).
+
+        Called once a process is up and its account logged in: the start-up (imports,
+        migrations) and the one argon2 check of the account's password in the
+        embedded billing (64 MiB, returned at once) are not what the load costs.
+        The lifetime peak is reported too.
+        """
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (share 0..1) of `values`, 0.0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# --- the processes ----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(
+    tg: FakeTelegram, script: str, env: dict[str, str], log_dir: Path, name: str
+) -> AsyncIterator[BotProcess]:
+    """Start a bot process on the fake server and wait until it polls."""
+    process = BotProcess(
+        {
+            "BOT_TOKEN": BOT_TOKEN,
+            "TELEGRAM_API_URL": tg.api_url,
+            "MODE": "polling",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        },
+        args=(script,),
+        cwd=ROOT,
+        log_path=log_dir / f"{name}.log",
+        name=name,
+    )
+    tg.keep_history = True  # wait_for_call reads the history
+    since = tg.now()
+    await process.start()
+    tg.watch(process)
+    try:
+        await tg.wait_for_call("getUpdates", since=since, timeout=READY_TIMEOUT)
+        tg.keep_history = False
+        tg.calls.clear()
+        tg.events.clear()
+        yield process
+    finally:
+        tg.keep_history = True
+        await process.close()
+
+
+async def _until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)  # the benchmark's clock: windows of fixed length
+
+
+@dataclass
+class Saturation:
+    users: int
+    updates_per_s: float
+    cpu_ms_per_update: float
+    system_cpu_share: float  # of cpu_ms_per_update, spent in the kernel
+    peak_rss_mb: float
+    p50_ms: float
+
+
+async def saturate(
+    users: list[SimulatedUser],
+    recorder: Recorder,
+    monitor: Monitor,
+    config: Config,
+    profile_to: Path | None = None,
+) -> Saturation:
+    """Closed loop: warm up, then count answers and CPU over a fixed window."""
+    start = time.monotonic()
+    window_start = start + config.warmup
+    window_end = window_start + config.window
+    load = asyncio.create_task(closed_loop(users, until=window_end))
+    await _until(window_start)
+    cpu_start, system_start = monitor.cpu(), monitor.cpu_system()
+    profiler = _start_profiler(monitor.pid, config.window, profile_to) if profile_to else None
+    await _until(window_end)
+    cpu_used = monitor.cpu() - cpu_start
+    system_used = monitor.cpu_system() - system_start
+    await load
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait, 60)
+    steps = recorder.between(window_start, window_end)
+    count = max(len(steps), 1)
+    return Saturation(
+        users=len(users),
+        updates_per_s=round(len(steps) / config.window, 1),
+        cpu_ms_per_update=round(cpu_used * 1000 / count, 3),
+        system_cpu_share=round(system_used / cpu_used, 2) if cpu_used else 0.0,
+        peak_rss_mb=round(monitor.peak_rss_mb(), 1),
+        p50_ms=ms(percentile([s.latency for s in steps], 0.5)),
+    )
+
+
+def _start_profiler(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("bench: py-spy is not installed; no profile", flush=True)
+        return None
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+         "--format", "raw", "--output", str(output), "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@dataclass
+class Latency:
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+def latency_of(values: list[float]) -> Latency:
+    return Latency(
+        count=len(values),
+        p50_ms=ms(percentile(values, 0.5)),
+        p95_ms=ms(percentile(values, 0.95)),
+        p99_ms=ms(percentile(values, 0.99)),
+        max_ms=ms(max(values, default=0.0)),
+    )
+
+
+async def run_paced(
+    users: list[SimulatedUser],
+    recorder: Recorder,
+    seconds: float,
+    interval: float,
+    rng: random.Random,
+    *,
+    values_only: bool = False,
+    kinds: set[str] | None = None,
+) -> Latency:
+    start = time.monotonic()
+    await paced(users, start + seconds, interval, rng, values_only=values_only)
+    steps = recorder.between(start, time.monotonic() + 1, kinds)
+    return latency_of([s.latency for s in steps])
+
+
+# --- the three parts --------------------------------------------------------------------
+
+
+def _phones(tg: FakeTelegram, first: int, count: int) -> Iterator[Any]:
+    for user_id in range(first, first + count):
+        yield tg.user(user_id, f"Контролёр {user_id}", started=True)
+
+
+async def bench_echo(
+    tg: FakeTelegram, config: Config, log_dir: Path, results: dict[str, Any]
+) -> None:
+    rng = random.Random(1)
+    async with running(tg, "benchmarks/echo_bot.py", {}, log_dir, "echo") as process:
+        monitor = Monitor(process.pid)
+        driver = Driver(tg, echo_answer)
+        phones = list(_phones(tg, FIRST_USER_ID, max(config.levels[-1], config.paced_users)))
+        users: list[SimulatedUser] = [EchoUser(driver, phone, rng) for phone in phones]
+        await users[0].step()
+        results["echo_peak_rss_mb_with_start"] = round(monitor.peak_rss_mb(), 1)
+        monitor.reset_peak()
+        for level in config.levels:
+            result = await saturate(users[:level], driver.recorder, monitor, config)
+            print(f"bench: echo, {level} users: {result}", flush=True)
+            _put_saturation(results, "echo_", level, config, result)
+        paced_latency = await run_paced(
+            users[: config.paced_users],
+            driver.recorder,
+            config.echo_paced_seconds,
+            config.paced_interval,
+            rng,
+        )
+        print(f"bench: echo, paced: {paced_latency}", flush=True)
+        _put_paced(results, "echo_", paced_latency)
+        results["echo_api_calls_per_update"] = round(
+            sum(driver.recorder.calls_by_method.values()) / max(len(driver.recorder.steps), 1), 3
+        )
+        results["echo_peak_rss_mb"] = round(monitor.peak_rss_mb(), 1)
+        driver.close()
+
+
+def _put_paced(results: dict[str, Any], prefix: str, latency: Latency) -> None:
+    for name in ("p50", "p95", "p99", "max"):
+        results[f"{prefix}{name}_ms_paced_100_inspectors"] = getattr(latency, f"{name}_ms")
+    results[f"{prefix}paced_updates"] = latency.count
+
+
+def _level_name(level: int, config: Config) -> int:
+    # Smoke runs use tiny levels but fill the same keys as the full run.
+    return (1, 10, 100)[config.levels.index(level)]
+
+
+def _put_saturation(
+    results: dict[str, Any], prefix: str, level: int, config: Config, result: Saturation
+) -> None:
+    # The echo's simulated users are called inspectors too: the issue's key names.
+    name = _level_name(level, config)
+    results[f"{prefix}updates_per_s_{name}_inspectors"] = result.updates_per_s
+    results[f"{prefix}cpu_ms_per_update_{name}_inspectors"] = result.cpu_ms_per_update
+    results[f"{prefix}p50_ms_saturated_{name}_inspectors"] = result.p50_ms
+    results[f"{prefix}peak_rss_mb_{name}_inspectors"] = result.peak_rss_mb
+
+
+def small_plan(config: Config) -> list[PlannedBuilding]:
+    return plan_buildings(config.small_buildings, lambda _i: config.small_apartments)
+
+
+def scale_plan(config: Config) -> list[PlannedBuilding]:
+    return plan_buildings(
+        config.scale_buildings,
+        lambda i: config.big_apartments if i < config.big_buildings else config.scale_apartments,
+    )
+
+
+async def reading_probe(
+    tg: FakeTelegram, driver: Driver, pool: BuildingPool, first_user: int, config: Config
+) -> Latency:
+    """Per-reading latency without queueing: a few inspectors typing values at a calm pace."""
+    rng = random.Random(7)
+    inspectors = [
+        Inspector(driver, phone, pool, rng) for phone in _phones(tg, first_user, config.probe_users)
+    ]
+    await walk_into_building(inspectors)
+    return await run_paced(
+        list(inspectors),
+        driver.recorder,
+        config.probe_seconds,
+        config.probe_interval,
+        rng,
+        values_only=True,
+        kinds={"value"},
+    )
+
+
+async def bench_bot_small(
+    tg: FakeTelegram,
+    config: Config,
+    work: Path,
+    results: dict[str, Any],
+    profile: bool,
+) -> None:
+    plan = small_plan(config)
+    inspectors_needed = max(config.levels[-1], config.paced_users) + config.probe_users
+    seeded = await seed(work / "small", plan, inspectors=inspectors_needed)
+    results["small_db_slots"] = seeded.slots
+    print(f"bench: small database: {len(plan)} buildings, {seeded.slots} slots", flush=True)
+    rng = random.Random(2)
+    async with running(tg, "bot.py", seeded.env, work, "bot-small") as process:
+        monitor = Monitor(process.pid)
+        driver = Driver(tg, card_answer)
+        pool = BuildingPool(plan)
+        count = max(config.levels[-1], config.paced_users)
+        inspectors = [
+            Inspector(driver, phone, pool, rng) for phone in _phones(tg, FIRST_USER_ID, count)
+        ]
+        # The first action of the run logs the account in to billing (argon2, once):
+        # not part of any window.
+        await walk_into_building(inspectors[:1])
+        results["peak_rss_mb_small_db_with_start"] = round(monitor.peak_rss_mb(), 1)
+        monitor.reset_peak()
+        for level in config.levels:
+            profile_to = work / "profile-bot.txt" if profile and level == config.levels[1] else None
+            result = await saturate(
+                list(inspectors[:level]), driver.recorder, monitor, config, profile_to
+            )
+            print(f"bench: bot, {level} inspectors: {result}", flush=True)
+            _put_saturation(results, "", level, config, result)
+            if profile_to is not None and profile_to.exists():
+                shutil.copy(profile_to, HERE / "profile-bot.txt")
+        paced_latency = await run_paced(
+            list(inspectors[: config.paced_users]),
+            driver.recorder,
+            config.paced_seconds,
+            config.paced_interval,
+            rng,
+        )
+        print(f"bench: bot, paced: {paced_latency}", flush=True)
+        _put_paced(results, "", paced_latency)
+        probe = await reading_probe(tg, driver, pool, FIRST_USER_ID + count, config)
+        print(f"bench: bot, small database, reading probe: {probe}", flush=True)
+        results["reading_p50_ms_small_db"] = probe.p50_ms
+        recorder = driver.recorder
+        readings = recorder.count({"value"})
+        results["readings_entered"] = readings
+        results["api_calls_per_reading"] = round(
+            recorder.calls_by_kind["value"] / max(readings, 1), 3
+        )
+        results["api_calls_per_update"] = round(
+            sum(recorder.calls_by_kind.values()) / max(len(recorder.steps), 1), 3
+        )
+        results["api_calls_by_method"] = dict(recorder.calls_by_method.most_common())
+        results["api_calls_by_step"] = {
+            kind: round(calls / max(recorder.count({kind}), 1), 2)
+            for kind, calls in sorted(recorder.calls_by_kind.items())
+        }
+        results["api_errors"] = sum(recorder.errors.values())
+        results["api_errors_by_kind"] = dict(recorder.errors.most_common(10))
+        results["api_calls_not_modified"] = sum(
+            n for error, n in recorder.errors.items() if "not modified" in error
+        )
+        results["peak_rss_mb_small_db"] = round(monitor.peak_rss_mb(), 1)
+        driver.close()
+
+
+async def bench_bot_scale(
+    tg: FakeTelegram, config: Config, work: Path, results: dict[str, Any]
+) -> None:
+    plan = scale_plan(config)
+    big = plan[: config.big_buildings]
+
+    def draft_status(building: PlannedBuilding) -> str | None:
+        if building.number <= config.big_buildings:
+            return None  # opened for the first time in the run
+        return "accepted" if building.number % 2 == 0 else "empty"
+
+    users = 2 + config.open_buildings + config.probe_users
+    seeded = await seed(work / "scale", plan, inspectors=users, draft_status=draft_status)
+    results["scale_db_buildings"] = len(plan)
+    results["scale_db_slots"] = seeded.slots
+    results["scale_db_draft_slots"] = seeded.draft_slots
+    results["scale_seed_seconds"] = round(seeded.seconds, 1)
+    print(
+        f"bench: large database: {len(plan)} buildings, {seeded.slots} slots, "
+        f"{seeded.draft_slots} draft slots, seeded in {seeded.seconds:.1f} s",
+        flush=True,
+    )
+    await search_in_process(seeded, config, results)
+    rng = random.Random(3)
+    async with running(tg, "bot.py", seeded.env, work, "bot-scale") as process:
+        monitor = Monitor(process.pid)
+        driver = Driver(tg, card_answer)
+        user_ids = iter(range(FIRST_USER_ID, FIRST_USER_ID + users))
+
+        # Search through the bot: one inspector typing addresses on the list of buildings.
+        phone = tg.user(next(user_ids), "Поиск", started=True)
+        searcher = Inspector(driver, phone, BuildingPool(plan), rng)
+        await searcher.step()  # the menu
+        await searcher.step()  # the list of buildings: logs in, loads 10,000 buildings
+        results["peak_rss_mb_1m_slots_with_start"] = round(monitor.peak_rss_mb(), 1)
+        monitor.reset_peak()
+        for building in rng.sample(plan, min(config.search_queries, len(plan))):
+            await driver.send(phone, "search", building.query(typo=rng.random() < 0.2))
+        e2e = latency_of([s.latency for s in driver.recorder.steps if s.kind == "search"])
+        results["search_e2e_p50_ms_10k_buildings"] = e2e.p50_ms
+        results["search_e2e_p99_ms_10k_buildings"] = e2e.p99_ms
+
+        # Opening a 500-apartment building for the first time this period.
+        opens = []
+        for building in big[: config.open_buildings]:
+            phone = tg.user(next(user_ids), "Открывает", started=True)
+            opener = Inspector(driver, phone, BuildingPool([building]), rng)
+            while not opener.walking:
+                kind = await opener.step(values_only=True)
+                if kind == "choose":
+                    opens.append(driver.recorder.steps[-1].latency)
+        results["open_building_ms_500_apartments"] = ms(statistics.median(opens))
+        results["open_building_max_ms_500_apartments"] = ms(max(opens))
+
+        probe_pool = BuildingPool([b for b in plan if draft_status(b) == "empty"])
+        probe = await reading_probe(tg, driver, probe_pool, next(user_ids), config)
+        print(f"bench: bot, large database, reading probe: {probe}", flush=True)
+        results["reading_p50_ms_1m_db"] = probe.p50_ms
+        results["peak_rss_mb_1m_slots"] = round(monitor.peak_rss_mb(), 1)
+        results["api_errors_1m_db"] = sum(driver.recorder.errors.values())
+        driver.close()
+
+
+async def search_in_process(seeded: Seeded, config: Config, results: dict[str, Any]) -> None:
+    """The bot's own search (services.buildings) over the account's buildings, timed alone."""
+    from pydantic import SecretStr
+
+    from benchmarks.seed import LOGIN, PASSWORD
+    from billing_client.base import BillingAuth
+    from billing_client.embedded import EmbeddedBilling
+    from services.buildings import BuildingDirectory
+
+    billing = await EmbeddedBilling.open(seeded.env["BILLING_DATABASE_URL"])
+    try:
+        auth = BillingAuth(login=LOGIN, password=SecretStr(PASSWORD))
+        directory = BuildingDirectory(billing)
+        rng = random.Random(4)
+        queries = [
+            b.query(typo=rng.random() < 0.2)
+            for b in rng.sample(seeded.buildings, min(config.search_queries, len(seeded.buildings)))
+        ]
+        started = time.perf_counter()
+        await directory.search("acc-1", auth, queries[0])  # loads and indexes the list
+        results["search_cold_ms_10k_buildings"] = ms(time.perf_counter() - started)
+        times, cpu_times = [], []
+        for query in queries:
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            await directory.search("acc-1", auth, query)
+            times.append(time.perf_counter() - started)
+            cpu_times.append(time.thread_time() - cpu_started)
+        results["search_p50_ms_10k_buildings"] = ms(percentile(times, 0.5))
+        results["search_p99_ms_10k_buildings"] = ms(percentile(times, 0.99))
+        # The same searches in CPU time of the thread: what the search costs without
+        # the time the machine's other work preempted it.
+        results["search_cpu_p99_ms_10k_buildings"] = ms(percentile(cpu_times, 0.99))
+    finally:
+        await billing.close()
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    def git(*args: str) -> str:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        return ""
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "aiogram": version("aiogram"),
+        "sqlalchemy": version("sqlalchemy"),
+        "aiosqlite": version("aiosqlite"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def derive(results: dict[str, Any]) -> None:
+    """The ratios: to the echo bot, and large database to small."""
+    for level in (1, 10, 100):
+        results[f"cpu_per_update_ratio_vs_echo_{level}"] = round(
+            results[f"cpu_ms_per_update_{level}_inspectors"]
+            / results[f"echo_cpu_ms_per_update_{level}_inspectors"],
+            2,
+        )
+    results["cpu_per_update_ratio_vs_echo"] = results["cpu_per_update_ratio_vs_echo_10"]
+    results["api_calls_per_update_ratio_vs_echo"] = round(
+        results["api_calls_per_update"] / results["echo_api_calls_per_update"], 2
+    )
+    results["reading_latency_ratio_1m_vs_small_db"] = round(
+        results["reading_p50_ms_1m_db"] / results["reading_p50_ms_small_db"], 2
+    )
+    results["peak_rss_mb_over_echo_1m_slots"] = round(
+        results["peak_rss_mb_1m_slots"] - results["echo_peak_rss_mb"], 1
+    )
+
+
+TARGETS: list[tuple[str, str, str, float | None]] = [
+    # key, what, target, limit (None: no target, shown for context)
+    ("cpu_per_update_ratio_vs_echo", "CPU per update vs echo (10 inspectors)", "≤ 1.5×", 1.5),
+    ("api_calls_per_reading", "Bot API calls per entered reading", "≤ 2", 2.0),
+    ("api_calls_not_modified", "calls that changed nothing", "0", 0.0),
+    ("p50_ms_paced_100_inspectors", "paced, 100 inspectors: p50 ms", "", None),
+    ("p95_ms_paced_100_inspectors", "paced, 100 inspectors: p95 ms", "", None),
+    ("p99_ms_paced_100_inspectors", "paced, 100 inspectors: p99 ms", "≤ 50", 50.0),
+    ("search_p99_ms_10k_buildings", "search p99 ms, 10,000 buildings", "≤ 5", 5.0),
+    ("open_building_ms_500_apartments", "open a 500-apartment building, ms", "≤ 100", 100.0),
+    ("reading_latency_ratio_1m_vs_small_db", "per-reading latency, 1M vs small DB", "≈ 1", 1.2),
+    ("peak_rss_mb_over_echo_1m_slots", "peak RSS over echo, 1M slots, MB", "≤ 50", 50.0),
+]  # fmt: skip
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{m['date']} · {m['cpu_count']} × {m['cpu_model']} · {m['platform']} · "
+        f"Python {m['python']} · aiogram {m['aiogram']} · SQLAlchemy {m['sqlalchemy']} · "
+        f"commit {m['commit']}"
+        + (" · **smoke run: the figures mean nothing**" if results["smoke"] else ""),
+        "",
+        f"Load average when the run started / ended: {results['load_average_start']} / "
+        f"{results['load_average_end']} (other work on the machine makes absolute figures "
+        "noisy; the ratios to the echo bot are measured in the same run).",
+        "",
+        "## Targets",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---:|---|:-:|",
+    ]
+    for key, what, target, limit in TARGETS:
+        value = results[key]
+        met = "" if limit is None else ("yes" if value <= limit else "**no**")
+        lines.append(f"| {what} | {value} | {target} | {met} |")
+    lines += [
+        "",
+        "## Saturation (closed loop)",
+        "",
+        "| users | bot updates/s | echo updates/s | bot CPU ms/update | echo CPU ms/update "
+        "| ratio | bot p50 ms | echo p50 ms | bot peak RSS MB | echo peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in (1, 10, 100):
+        cells = [
+            results[key.format(n=n)]
+            for key in (
+                "updates_per_s_{n}_inspectors",
+                "echo_updates_per_s_{n}_inspectors",
+                "cpu_ms_per_update_{n}_inspectors",
+                "echo_cpu_ms_per_update_{n}_inspectors",
+                "cpu_per_update_ratio_vs_echo_{n}",
+                "p50_ms_saturated_{n}_inspectors",
+                "echo_p50_ms_saturated_{n}_inspectors",
+                "peak_rss_mb_{n}_inspectors",
+                "echo_peak_rss_mb_{n}_inspectors",
+            )
+        ]
+        lines.append(f"| {n} | " + " | ".join(str(c) for c in cells) + " |")
+    r = results
+    lines += [
+        "",
+        "## Paced: 100 users, one action every 3 s",
+        "",
+        "| | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+        f"| bot ({r['paced_updates']} updates) | {r['p50_ms_paced_100_inspectors']} "
+        f"| {r['p95_ms_paced_100_inspectors']} | {r['p99_ms_paced_100_inspectors']} |",
+        f"| echo | {r['echo_p50_ms_paced_100_inspectors']} "
+        f"| {r['echo_p95_ms_paced_100_inspectors']} | {r['echo_p99_ms_paced_100_inspectors']} |",
+        "",
+        "## Bot API calls",
+        "",
+        f"Per entered reading: {r['api_calls_per_reading']}; per update: "
+        f"{r['api_calls_per_update']} (echo: {r['echo_api_calls_per_update']}, ratio "
+        f"{r['api_calls_per_update_ratio_vs_echo']}); errors answered: {r['api_errors']} "
+        f"(«not modified»: {r['api_calls_not_modified']}).",
+        "",
+        "| step | calls per step |",
+        "|---|---:|",
+        *(f"| {kind} | {n} |" for kind, n in r["api_calls_by_step"].items()),
+        "",
+        f"## Data scale: {r['scale_db_buildings']} buildings, {r['scale_db_slots']} slots in "
+        f"billing, {r['scale_db_draft_slots']} draft slots in the bot's database",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| search p50 / p99 ms (the bot's search service) | {r['search_p50_ms_10k_buildings']} / "
+        f"{r['search_p99_ms_10k_buildings']} |",
+        f"| search p99, CPU time of the searching thread, ms | "
+        f"{r['search_cpu_p99_ms_10k_buildings']} |",
+        f"| first search after start (loads and indexes the list), ms | "
+        f"{r['search_cold_ms_10k_buildings']} |",
+        f"| search through Telegram p50 / p99 ms | {r['search_e2e_p50_ms_10k_buildings']} / "
+        f"{r['search_e2e_p99_ms_10k_buildings']} |",
+        f"| open a 500-apartment building, median / max ms | "
+        f"{r['open_building_ms_500_apartments']} / {r['open_building_max_ms_500_apartments']} |",
+        f"| per-reading latency p50 ms: small DB ({r['small_db_slots']} slots) / 1M DB | "
+        f"{r['reading_p50_ms_small_db']} / {r['reading_p50_ms_1m_db']} |",
+        f"| peak RSS MB: small DB / 1M DB / echo | {r['peak_rss_mb_small_db']} / "
+        f"{r['peak_rss_mb_1m_slots']} / {r['echo_peak_rss_mb']} |",
+        "",
+        f"Run time {r['run_seconds']} s (seeding the large database {r['scale_seed_seconds']} s).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def bench(config: Config, profile: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "smoke": config.smoke,
+        "config": asdict(config),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
+            await bench_echo(tg, config, work, results)
+            await bench_bot_small(tg, config, work, results, profile)
+            await bench_bot_scale(tg, config, work, results)
+    results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["run_seconds"] = round(time.monotonic() - started, 1)
+    results["machine"] = machine()
+    derive(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny counts (CI): checks it runs")
+    parser.add_argument("--out", type=Path, default=None, help="where results.json/.md go")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the bot at 10 inspectors (profile-bot.txt)"
+    )
+    args = parser.parse_args(argv)
+    config = SMOKE if args.smoke else Config()
+    out = args.out or HERE
+    if args.smoke and args.out is None:
+        parser.error("--smoke needs --out: a smoke run must not replace the committed results")
+    results = asyncio.run(bench(config, args.profile))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    missing = [key for key in REQUIRED_KEYS if not isinstance(results.get(key), int | float)]
+    print(f"bench: done in {results['run_seconds']} s; {out / 'results.md'}", flush=True)
+    if missing:
+        print(f"bench: missing figures: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,45 @@
+"""The benchmark's smoke run: every figure of results.json is produced (not a speed test).
+
+`python -m benchmarks --smoke` starts the fake Bot API server, the echo bot and the real
+bot twice (small and "large" database) with tiny counts; the figures mean nothing, the
+point is that the full run (`python3 tasks.py bench`) cannot silently rot.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import REQUIRED_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(900)
+def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    not_numbers = {
+        key: results.get(key)
+        for key in REQUIRED_KEYS
+        if isinstance(results.get(key), bool) or not isinstance(results.get(key), int | float)
+    }
+    assert not not_numbers, f"figures missing or not numbers: {not_numbers}"
+    assert results["smoke"] is True
+    assert results["readings_entered"] > 0
+    assert results["api_errors"] == 0, results["api_errors_by_kind"]
+    assert results["machine"]["aiogram"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| Bot API calls per entered reading |" in table
