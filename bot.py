@@ -13,40 +13,44 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand
+from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_client.base import Billing
 from bot_session import RetryingSession
 from handlers import get_routers
+from handlers.instrumentation import BotApiMetricsMiddleware, UpdateMetricsMiddleware
 from handlers.middlewares import CurrentUserMiddleware, DbSessionMiddleware
 from handlers.readings import result_notifier
 from handlers.supervisor import TelegramGroupTransport
 from handlers.team import inspector_commands, show_role_commands
+from observability import add_health_routes, start_metrics_server
 from services import team
 from services.breaker import CircuitBreaker
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from services.digest import DigestConfig, DigestScheduler
 from services.group_posts import GroupPoster
+from services.metrics import MeteredBilling, Metrics
 from services.outbox import Outbox, OutboxPolicy
 from services.submission import RetryPolicy
 from services.summary import SummarySweeper, summary_hook
 from settings import Mode, Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
-from storage.fsm import SqlStorage
+from storage.fsm import create_fsm
 from storage.migrate import upgrade_database
 from storage.models import Role
-from updates import UpdateRunner, serve_webhook
+from updates import UpdateRunner, create_web_app, serve_webhook
 
 log = logging.getLogger("bot")
 
@@ -100,8 +104,10 @@ def setup_logging(level: str, secrets: list[str]) -> None:
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
 
 
-def create_bot(settings: Settings) -> Bot:
+def create_bot(settings: Settings, metrics: Metrics | None = None) -> Bot:
     session = RetryingSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL))
+    if metrics is not None:
+        session.middleware(BotApiMetricsMiddleware(metrics))
     return Bot(
         token=settings.BOT_TOKEN.get_secret_value(),
         session=session,
@@ -116,19 +122,26 @@ def create_dispatcher(
     billing: Billing,
     vault: Vault,
     storage: BaseStorage | None = None,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     """The production dispatcher: storage, middlewares, routers and shared services.
 
-    The outbox worker starts and stops with the dispatcher (polling or webhook).
+    FSM storage and event isolation follow REDIS_URL (storage.fsm.create_fsm);
+    `storage` overrides the storage only (tests). With `metrics`, updates and
+    billing calls are counted (services.metrics). The outbox worker and the group
+    poster start and stop with the dispatcher (polling or webhook).
     """
+    if metrics is not None:
+        billing = MeteredBilling(billing, metrics)
+    fsm_storage, isolation = create_fsm(settings.REDIS_URL, session_pool)
     credentials = CredentialsProvider(vault)
     outbox = create_outbox(settings, session_pool, billing, credentials)
     outbox.on_finished.append(
         summary_hook(session_pool, default_chat_id=settings.SUPERVISOR_CHAT_ID, tz=settings.tz)
     )
     dispatcher = Dispatcher(
-        storage=storage or SqlStorage(session_pool),
-        events_isolation=SimpleEventIsolation(),
+        storage=storage or fsm_storage,
+        events_isolation=isolation,
         settings=settings,
         billing=billing,
         credentials=credentials,
@@ -140,6 +153,8 @@ def create_dispatcher(
     dispatcher.shutdown.register(stop_outbox)
     dispatcher.startup.register(start_group_poster)
     dispatcher.shutdown.register(stop_group_poster)
+    if metrics is not None:
+        dispatcher.update.outer_middleware(UpdateMetricsMiddleware(metrics))
     dispatcher.update.outer_middleware(DbSessionMiddleware(session_pool))
     dispatcher.update.outer_middleware(CurrentUserMiddleware())
     dispatcher.include_routers(*get_routers())
@@ -244,9 +259,16 @@ async def stop_group_poster(dispatcher: Dispatcher) -> None:
 
 
 async def receive_updates(
-    runner: UpdateRunner, settings: Settings, *, handle_signals: bool = True
+    runner: UpdateRunner,
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    add_routes: Callable[[web.Application], None] | None = None,
 ) -> None:
-    """Polling or webhook through the inbox (updates.py) until SIGTERM/SIGINT or stop()."""
+    """Polling or webhook through the inbox (updates.py) until SIGTERM/SIGINT or stop().
+
+    `add_routes` adds routes (health, metrics) to the webhook's web server.
+    """
     if handle_signals:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -257,13 +279,20 @@ async def receive_updates(
     try:
         if settings.MODE is Mode.WEBHOOK:
             assert settings.WEBHOOK_URL is not None and settings.WEBHOOK_SECRET is not None
+            secret = settings.WEBHOOK_SECRET.get_secret_value()
+            app = create_web_app(
+                runner, path=urlsplit(settings.WEBHOOK_URL).path or "/", secret=secret
+            )
+            if add_routes is not None:
+                add_routes(app)
             await serve_webhook(
                 runner,
                 url=settings.WEBHOOK_URL,
-                secret=settings.WEBHOOK_SECRET.get_secret_value(),
+                secret=secret,
                 host=settings.WEBHOOK_HOST,
                 port=settings.WEBHOOK_PORT,
                 allowed_updates=allowed,
+                app=app,
             )
         else:
             # Pending updates are never dropped: readings typed while the bot was
@@ -292,11 +321,25 @@ async def run(settings: Settings) -> None:
         await upgrade_database(engine)
         session_pool = create_session_pool(engine)
         billing = await open_billing(settings)
+        metrics = Metrics()
+        health: web.AppRunner | None = None
         try:
-            bot = create_bot(settings)
+            bot = create_bot(settings, metrics)
             dispatcher = create_dispatcher(
-                settings=settings, session_pool=session_pool, billing=billing, vault=vault
+                settings=settings,
+                session_pool=session_pool,
+                billing=billing,
+                vault=vault,
+                metrics=metrics,
             )
+            if settings.METRICS_PORT:
+                health = await start_metrics_server(
+                    settings.METRICS_HOST,
+                    settings.METRICS_PORT,
+                    metrics=metrics,
+                    session_pool=session_pool,
+                    billing=billing,
+                )
             await bot.set_my_commands(bot_commands())
             await show_admin_commands(bot, session_pool)
             log.info(
@@ -313,10 +356,18 @@ async def run(settings: Settings) -> None:
                 concurrency=MAX_CONCURRENT_UPDATES,
             )
             try:
-                await receive_updates(runner, settings)
+                await receive_updates(
+                    runner,
+                    settings,
+                    add_routes=lambda app: add_health_routes(
+                        app, metrics=metrics, session_pool=session_pool, billing=billing
+                    ),
+                )
             finally:
                 await bot.session.close()
         finally:
+            if health is not None:
+                await health.cleanup()
             await billing.close()
     finally:
         await engine.dispose()

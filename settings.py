@@ -109,6 +109,10 @@ class Settings(BillingSettings):
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_HOST: str = "0.0.0.0"
     WEBHOOK_PORT: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # /healthz, /readyz and /metrics on a port of their own (off when unset);
+    # in webhook mode they are on the webhook server as well.
+    METRICS_HOST: str = "127.0.0.1"
+    METRICS_PORT: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     # Storage
     DATABASE_URL: str = "sqlite+aiosqlite:///data/bot.db"
@@ -154,6 +158,15 @@ class Settings(BillingSettings):
             raise ValueError("unallowed characters")
         return value
 
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("not a redis URL")
+        return value
+
     @field_validator("TELEGRAM_API_URL", "WEBHOOK_URL")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -181,8 +194,10 @@ EXPECTED: dict[str, str] = {
         "a secret token of 1-256 characters A-Z, a-z, 0-9, _ and - (required with MODE=webhook)"
     ),
     "WEBHOOK_PORT": "a TCP port 1..65535",
+    "METRICS_PORT": "a TCP port 1..65535, or unset to not serve /metrics on its own port",
     "DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
     "BILLING_DATABASE_URL": "a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL",
+    "REDIS_URL": "a redis://host:port/db URL (rediss:// for TLS), or unset",
     "BILLING_URL": "an http(s) URL of a billing API v1, or unset for the embedded billing",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
     "TIMEZONE": "an IANA time zone such as Asia/Novosibirsk",

@@ -6,15 +6,29 @@
 
 The virtual environment is created once and refreshed only when requirements.lock
 changes, so both commands are fast after the first run.
+
+`test` runs the suite twice: on SQLite, then again on a throwaway PostgreSQL 15
+and redis-server started here (see services_for_tests). Options, before any
+pytest arguments: --no-lint, --sqlite-only (skip the second pass), --serial
+(no pytest-xdist workers).
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import os
+import pwd
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -50,8 +64,13 @@ def cmd_run(args: list[str]) -> int:
     return 0  # pragma: no cover
 
 
+OPTIONS = ("--no-lint", "--sqlite-only", "--serial")
+
+
 def cmd_test(args: list[str]) -> int:
     ensure_venv()
+    options = {a for a in args if a in OPTIONS}
+    args = [a for a in args if a not in OPTIONS]
     bin_ = VENV / "bin"
     checks = [
         [str(bin_ / "ruff"), "check", "."],
@@ -59,18 +78,209 @@ def cmd_test(args: list[str]) -> int:
         [str(bin_ / "mypy"), "."],
     ]
     failed = 0
-    if "--no-lint" not in args:
+    if "--no-lint" not in options:
         for check in checks:
             failed |= run(check) != 0
-    args = [a for a in args if a != "--no-lint"]
-    rc = run([str(PY), "-m", "pytest", *args])
-    if rc == 5:  # pytest: no tests collected
-        print("tasks: no tests were collected", flush=True)
-        rc = 1
+    pytest = [str(PY), "-m", "pytest", *workers("--serial" in options), *args]
+    rc = pytest_pass("SQLite", pytest, {})
+    if rc == 0 and "--sqlite-only" not in options:
+        rc = second_pass(pytest)
     if failed and rc == 0:
         print("tasks: tests passed, but a lint/type check failed (see above)", flush=True)
         return 1
     return rc
+
+
+def workers(serial: bool) -> list[str]:
+    """pytest-xdist on every core (each test has its own files, databases and ports)."""
+    if serial or (os.cpu_count() or 1) < 2:
+        return []
+    probe = subprocess.run([str(PY), "-c", "import xdist"], capture_output=True)
+    return ["-n", str(min(os.cpu_count() or 1, 4))] if probe.returncode == 0 else []
+
+
+def pytest_pass(name: str, pytest: list[str], env: dict[str, str]) -> int:
+    print(f"tasks: test pass on {name}", flush=True)
+    started = time.monotonic()
+    rc = run(pytest, env={**os.environ, **env})
+    print(f"tasks: {name} pass took {time.monotonic() - started:.0f} s (exit {rc})", flush=True)
+    if rc == 5:  # pytest: no tests collected
+        print("tasks: no tests were collected", flush=True)
+        return 1
+    return rc
+
+
+def second_pass(pytest: list[str]) -> int:
+    """The whole suite again on PostgreSQL + Redis; required in CI, optional elsewhere."""
+    try:
+        with services_for_tests() as env:
+            return pytest_pass("PostgreSQL + Redis", pytest, env)
+    except ServiceUnavailable as exc:
+        if os.environ.get("CI"):
+            print(f"tasks: cannot start the test services: {exc}", flush=True)
+            return 1
+        print(
+            f"tasks: skipped the PostgreSQL + Redis pass: {exc}\n"
+            "tasks: (install PostgreSQL 15 and redis-server to run it; CI always does)",
+            flush=True,
+        )
+        return 0
+
+
+class ServiceUnavailable(Exception):
+    """PostgreSQL or Redis cannot be started on this machine."""
+
+
+@contextlib.contextmanager
+def services_for_tests() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL and redis-server on 127.0.0.1; removed afterwards.
+
+    Yields the environment the test fixtures read: TEST_DATABASE_URL (a server
+    where each test creates and drops its own databases), BILLING_TEST_DATABASE_URL
+    and TEST_REDIS_URL (each worker empties its own Redis database).
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="tasks-services-") as folder,
+        postgres_server(Path(folder) / "pg") as pg_url,
+        redis_server() as redis_url,
+    ):
+        yield {
+            "TEST_DATABASE_URL": f"{pg_url}/postgres",
+            "BILLING_TEST_DATABASE_URL": f"{pg_url}/billing_test",
+            "TEST_REDIS_URL": redis_url,
+        }
+
+
+def quiet_run(
+    cmd: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run without standard input (CI has none); stderr kept for the error message."""
+    try:
+        return subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            check=False,
+        )
+    except OSError as exc:  # e.g. runuser or apt-get missing on a developer's machine
+        raise ServiceUnavailable(f"cannot run {cmd[0]}: {exc.strerror}") from None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    preferred = [p for p in found if "/15/" in p] or found
+    if preferred:
+        return Path(preferred[0]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise ServiceUnavailable("PostgreSQL's initdb was not found (/usr/lib/postgresql/*/bin)")
+
+
+def as_postgres_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: use the `postgres` account then."""
+    if os.geteuid() != 0:
+        return cmd
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise ServiceUnavailable("running as root and there is no 'postgres' user") from None
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+@contextlib.contextmanager
+def postgres_server(folder: Path) -> Iterator[str]:
+    """initdb into `folder`, start on a free port, yield the base URL, stop and remove."""
+    bindir = postgres_bin()
+    folder.mkdir(parents=True)
+    if os.geteuid() == 0:
+        as_postgres_user(["true"])
+        shutil.chown(folder.parent, "postgres")
+        shutil.chown(folder, "postgres")
+    data, log = folder / "data", folder / "server.log"
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
+    done = quiet_run(as_postgres_user([*initdb, "-E", "UTF8", "--no-locale"]))
+    if done.returncode != 0:
+        raise ServiceUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+    port = free_port()
+    # A throwaway server: durability settings off make CREATE DATABASE and commits fast.
+    options = (
+        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
+    pg_ctl = str(bindir / "pg_ctl")
+    start = [pg_ctl, "start", "-w", "-t", "60", "-D", str(data), "-l", str(log), "-o", options]
+    done = quiet_run(as_postgres_user(start))
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-800:] if log.exists() else done.stderr
+        raise ServiceUnavailable(f"PostgreSQL did not start: {tail.strip()}")
+    print(f"tasks: PostgreSQL started on 127.0.0.1:{port} ({bindir})", flush=True)
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+    finally:
+        stop = [pg_ctl, "stop", "-D", str(data), "-m", "immediate"]
+        quiet_run(as_postgres_user(stop))
+        print("tasks: PostgreSQL stopped", flush=True)
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("tasks: installing redis-server with apt-get", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-q", "redis-server"]
+        if quiet_run(install, env).returncode != 0:
+            quiet_run(["apt-get", "update", "-q"], env)
+            quiet_run(install, env)
+        found = shutil.which("redis-server")
+        if found:
+            return found
+    raise ServiceUnavailable("redis-server is not installed (apt-get install redis-server)")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server without persistence on a free port; yields its URL."""
+    port = free_port()
+    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--appendonly", "no", "--databases", "64", "--protected-mode", "yes"]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not redis_answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ServiceUnavailable("redis-server did not start")
+            time.sleep(0.05)
+        print(f"tasks: redis-server started on 127.0.0.1:{port}", flush=True)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print("tasks: redis-server stopped", flush=True)
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def cmd_bench(args: list[str]) -> int:
@@ -91,12 +301,42 @@ def cmd_lock(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "bench": cmd_bench, "lock": cmd_lock}
+def cmd_services(args: list[str]) -> int:
+    """Start the test PostgreSQL + Redis and wait; for running single tests on them."""
+    del args
+    try:
+        with services_for_tests() as env:
+            print("tasks: export these, then run pytest; Ctrl-C (or SIGTERM) stops the servers:")
+            for name, value in env.items():
+                print(f"export {name}={value}", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+    except ServiceUnavailable as exc:
+        print(f"tasks: cannot start the test services: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "test": cmd_test,
+    "bench": cmd_bench,
+    "lock": cmd_lock,
+    "services": cmd_services,
+}
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the `with` blocks, so the test servers are stopped and
+    # their folders removed when CI or a developer terminates the run.
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print("usage: python3 tasks.py {run|test|bench|lock} [args...]", file=sys.stderr)
+        print("usage: python3 tasks.py {run|test|bench|lock|services} [args...]", file=sys.stderr)
         return 2
     return COMMANDS[sys.argv[1]](sys.argv[2:])
 

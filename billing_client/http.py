@@ -150,6 +150,26 @@ class HttpBilling(TokenAuthBilling):
         if session is not None and not session.closed:
             await session.close()
 
+    async def ping(self) -> None:
+        """Raise BillingUnavailable unless billing answers HTTP at all (readiness).
+
+        The contract has no health endpoint; an unauthenticated GET /buildings is
+        its cheapest request (401 without touching any account, unlike a login,
+        which counts towards the login throttle). Any status below 500 means the
+        server is there; no retries, one short timeout.
+        """
+        try:
+            async with self._get_session().get(
+                self._base_url + "/buildings",
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            ) as response:
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise BillingUnavailable(f"billing is unreachable ({type(exc).__name__})") from None
+        if status >= 500:
+            raise BillingUnavailable(f"billing answered status {status}")
+
     # -- the contract -------------------------------------------------------
 
     async def login(self, login: str, password: SecretStr) -> LoginResult:

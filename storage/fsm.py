@@ -22,12 +22,15 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import (
+    BaseEventIsolation,
     BaseStorage,
     DefaultKeyBuilder,
     KeyBuilder,
     StateType,
     StorageKey,
 )
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -112,3 +115,22 @@ class SqlStorage(BaseStorage):
         _, record = await self._record(key)
         loaded = json.loads(record.data)
         return loaded if isinstance(loaded, dict) else {}
+
+
+def create_fsm(
+    redis_url: str | None, session_pool: async_sessionmaker[AsyncSession]
+) -> tuple[BaseStorage, BaseEventIsolation]:
+    """FSM storage and event isolation chosen by settings alone.
+
+    Without Redis: state in the bot's database and an in-process lock per chat,
+    enough for one instance. With REDIS_URL: aiogram's RedisStorage and a Redis
+    lock per chat, so several instances share users' states and never handle two
+    updates of one chat at once. The keys carry the bot id, so two bots can share
+    one Redis.
+    """
+    if not redis_url:
+        return SqlStorage(session_pool), SimpleEventIsolation()
+    redis_storage = RedisStorage.from_url(
+        redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
+    )
+    return redis_storage, redis_storage.create_isolation()

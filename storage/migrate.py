@@ -7,10 +7,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key: several instances starting at once migrate one at a
+# time; the later ones find the schema current and do nothing.
+MIGRATION_LOCK = 7_352_001
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -30,6 +34,8 @@ def revisions() -> list[str]:
 
 async def _run(engine: AsyncEngine, action: str, target: str) -> None:
     def apply(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config = alembic_config()
         config.attributes["connection"] = connection
         getattr(command, action)(config, target)

@@ -23,11 +23,13 @@ from billing_client import open_billing
 from billing_client.base import Billing
 from bot import MAX_CONCURRENT_UPDATES, create_bot, create_dispatcher, receive_updates
 from services.group_posts import GroupPoster
+from services.metrics import Metrics
 from services.outbox import Outbox
 from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
+from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
 from updates import UpdateRunner
 
@@ -80,6 +82,7 @@ class App:
     session_pool: async_sessionmaker[AsyncSession]
     billing: Billing
     runner: UpdateRunner
+    metrics: Metrics
     clock: TestClock = field(default_factory=TestClock)
 
     @property
@@ -119,13 +122,15 @@ async def running_app(
     await upgrade_database(engine)
     pool = create_session_pool(engine)
     billing = await open_billing(settings)
-    bot = create_bot(settings)
+    metrics = Metrics(process_metrics=False)
+    bot = create_bot(settings, metrics)
     assert settings.SECRET_KEY is not None
     dispatcher = create_dispatcher(
         settings=settings,
         session_pool=pool,
         billing=billing,
         vault=Vault.from_setting(settings.SECRET_KEY.get_secret_value()),
+        metrics=metrics,
     )
     clock = TestClock()
     dispatcher["digest_clock"] = clock
@@ -137,7 +142,7 @@ async def running_app(
     receiving = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
     await tg.wait_for_call(ready, since=since, timeout=10)
     try:
-        yield App(tg, settings, bot, dispatcher, engine, pool, billing, runner, clock)
+        yield App(tg, settings, bot, dispatcher, engine, pool, billing, runner, metrics, clock)
     finally:
         runner.stop()
         with contextlib.suppress(asyncio.CancelledError):
@@ -160,10 +165,15 @@ async def app(
     tmp_path: Path,
     request: pytest.FixtureRequest,
     app_overrides: dict[str, object],
+    databases: Databases,
 ) -> AsyncIterator[App]:
     # @pytest.mark.app_settings(OUTBOX_RETRY_BASE=0.1, ...) changes settings for one test.
     marker = request.node.get_closest_marker("app_settings")
-    overrides = {**app_overrides, **(marker.kwargs if marker is not None else {})}
+    overrides = {
+        **databases.settings(),
+        **app_overrides,
+        **(marker.kwargs if marker is not None else {}),
+    }
     settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **overrides)
     async with running_app(fake_telegram, settings) as running:
         yield running

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import SecretStr
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -197,6 +197,11 @@ class EmbeddedBilling(TokenAuthBilling):
     async def close(self) -> None:
         """Close the database connections."""
         await self._engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise unless billing's database answers (readiness)."""
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     @property
     def timezone(self) -> ZoneInfo:

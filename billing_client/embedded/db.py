@@ -72,6 +72,9 @@ def create_billing_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any)
     return engine
 
 
+MIGRATION_LOCK = 7_352_002  # pg_advisory_xact_lock key (the bot's own schema uses ...001)
+
+
 def alembic_config() -> Config:
     """An Alembic config for billing_client/migrations (no alembic.ini needed)."""
     config = Config()
@@ -92,6 +95,10 @@ async def _migrate(url: str, action: str, target: str) -> None:
     engine = create_billing_engine(url, foreign_keys=False)
 
     def apply(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Several bot instances may start at once on one billing database:
+            # they migrate one at a time (released at commit).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config = alembic_config()
         config.attributes["connection"] = connection
         getattr(command, action)(config, target)

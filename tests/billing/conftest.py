@@ -26,6 +26,7 @@ from billing_client.http import HttpBilling
 from billing_client.models import Meter
 from billing_client.server import Faults, create_app
 from billing_client.template import TemplateRow
+from tests.harness.databases import ensure_database, per_worker
 
 TZ = ZoneInfo("Asia/Novosibirsk")
 LOGIN = "uk-sibir"
@@ -97,11 +98,19 @@ def database_url(tmp_path: Path) -> str:
     """A fresh SQLite file, or BILLING_TEST_DATABASE_URL (e.g. a scratch PostgreSQL).
 
     The variable lets the same tests prove the backend on PostgreSQL; that
-    database is emptied before each test, so never point it at real data.
+    database (one per pytest-xdist worker: its name gets the worker's number) is
+    emptied before each test, so never point it at real data.
     """
-    return os.environ.get("BILLING_TEST_DATABASE_URL") or (
-        f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
-    )
+    scratch = os.environ.get("BILLING_TEST_DATABASE_URL")
+    if scratch:
+        return per_worker(scratch)
+    return f"sqlite+aiosqlite:///{tmp_path / 'billing.db'}"
+
+
+async def empty_scratch_database(url: str) -> None:
+    """Create the worker's scratch database if needed, and drop every billing table."""
+    await ensure_database(url)
+    await downgrade_billing_database(url, "base")
 
 
 async def make_backend(
@@ -110,7 +119,7 @@ async def make_backend(
     """An embedded billing on a fresh database with the two test accounts."""
     url = database_url(tmp_path)
     if not url.startswith("sqlite"):
-        await downgrade_billing_database(url, "base")
+        await empty_scratch_database(url)
     backend = await EmbeddedBilling.open(
         url,
         timezone=TZ,

@@ -18,13 +18,13 @@ from billing_client.embedded.db import (
     upgrade_billing_database,
 )
 from billing_client.embedded.models import Base
-from tests.billing.conftest import database_url
+from tests.billing.conftest import database_url, empty_scratch_database
 
 
 async def url_in(tmp_path: Path) -> str:
     url = database_url(tmp_path)
     if not url.startswith("sqlite"):
-        await downgrade_billing_database(url, "base")  # a scratch PostgreSQL: start empty
+        await empty_scratch_database(url)  # a scratch PostgreSQL: start empty
     return url
 
 

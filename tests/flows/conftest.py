@@ -14,6 +14,7 @@ from billing_client.factory import open_embedded_billing
 from billing_client.server import create_app
 from settings import BillingSettings
 from tests.conftest import App, make_settings, running_app
+from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
 
 
@@ -53,11 +54,15 @@ async def reference_billing(tmp_path: Path) -> AsyncIterator[ReferenceBilling]:
 
 @pytest.fixture(params=["embedded", "http"])
 async def any_billing_app(
-    request: pytest.FixtureRequest, fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    fake_telegram: FakeTelegram,
+    bot_token: str,
+    tmp_path: Path,
+    databases: Databases,
 ) -> AsyncIterator[App]:
     """The bot in-process on the embedded billing, then on BILLING_URL = the reference server."""
     async with contextlib.AsyncExitStack() as stack:
-        overrides: dict[str, object] = {}
+        overrides: dict[str, object] = {**databases.settings()}
         if request.param == "http":
             reference = await stack.enter_async_context(serve_reference(tmp_path / "reference"))
             overrides["BILLING_URL"] = reference.url

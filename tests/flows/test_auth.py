@@ -13,9 +13,10 @@ from sqlalchemy import select
 from billing_client.embedded import EmbeddedBilling
 from billing_client.errors import BillingUnavailable, TooManyAttempts
 from billing_client.models import LoginResult
-from storage.models import Account, FsmRecord, Role, TelegramUser
+from storage.models import Account, Role, TelegramUser
 from tests.conftest import App
 from tests.harness import Phone
+from tests.harness.databases import fsm_contents, stored_bytes
 
 DEMO_COMPANY = "ООО «УК Демо-Сибирь»"
 # A password and a company nobody else uses: easy to look for in every byte.
@@ -346,23 +347,18 @@ async def test_password_reaches_no_fsm_row_and_no_database_byte(app: App) -> Non
     assert "Вы вошли" in reply
 
     async with app.session_pool() as session:
-        fsm = (await session.scalars(select(FsmRecord))).all()
         account = (
             await session.scalars(select(Account).where(Account.login == CANARY_LOGIN))
         ).one()
+    fsm = await fsm_contents(app.settings.DATABASE_URL, app.settings.REDIS_URL)
     assert fsm, "the login step must have used the FSM storage"
-    assert not [r for r in fsm if CANARY_PASSWORD in (r.data or "")]
+    assert not [key for key, value in fsm.items() if CANARY_PASSWORD in value]
     assert account.password_encrypted and CANARY_PASSWORD not in account.password_encrypted
-    for name, data in bot_database_files(app).items():
+    # The bot's own database (billing's database is not ours), SQLite's WAL included.
+    stored = await stored_bytes(app.settings.DATABASE_URL)
+    assert stored, "no bot database found"
+    for name, data in stored.items():
         assert CANARY_PASSWORD.encode() not in data, name
-
-
-def bot_database_files(app: App) -> dict[str, bytes]:
-    """The bot's own SQLite files, the WAL included (billing's database is not ours)."""
-    folder = app.settings.DATA_DIR
-    files = {p.name: p.read_bytes() for p in folder.glob("bot.db*")}
-    assert files, f"no bot database in {folder}"
-    return files
 
 
 # --- logout ------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
-from storage.engine import create_engine
+from tests.harness.databases import fsm_contents
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.process import StartBot
 
@@ -36,13 +34,9 @@ async def test_fsm_state_survives_a_restart(
     await phone.ask("demo", until="пароль", timeout=15)
     await first.stop()
 
-    engine = create_engine(bot_env["DATABASE_URL"])
-    async with engine.connect() as conn:
-        state = (
-            await conn.execute(text("SELECT state FROM fsm_records WHERE key LIKE '%2002%'"))
-        ).scalar()
-    await engine.dispose()
-    assert state == "Login:entering_password"
+    fsm = await fsm_contents(bot_env["DATABASE_URL"], bot_env.get("REDIS_URL"))
+    states = [value for key, value in fsm.items() if ":2002:" in key and key.endswith(":state")]
+    assert states == ["Login:entering_password"]
 
     await start_bot()
     reply = await phone.ask("demo", until="Вы вошли", timeout=20)

@@ -92,3 +92,10 @@ def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert settings.JUMP_LIMIT == 3000
     assert (settings.WINDOW_START_DAY, settings.WINDOW_END_DAY) == (23, 25)
     assert "BOT_TOKEN" not in repr(settings) or FAKE_TOKEN not in repr(settings)
+
+
+def test_a_bad_redis_url_is_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(BOT_TOKEN=FAKE_TOKEN, REDIS_URL="localhost:6379")
+    assert "Setting REDIS_URL is invalid: expected a redis://" in describe_error(caught.value)
+    assert Settings(BOT_TOKEN=FAKE_TOKEN, REDIS_URL="").REDIS_URL is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -17,11 +18,12 @@ from storage.crypto import SecretKeyError, Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool
 from storage.fsm import SqlStorage
 from storage.migrate import downgrade_database, revisions, upgrade_database
+from tests.harness.databases import Databases, on_postgresql
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+async def engine(databases: Databases) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(databases.bot)
     yield engine
     await engine.dispose()
 
@@ -47,6 +49,7 @@ async def test_migrations_stairway(engine: AsyncEngine) -> None:
     assert await table_names(engine) == set()
 
 
+@pytest.mark.skipif(on_postgresql(), reason="checks SQLite's own settings")
 async def test_sqlite_pragmas_make_commits_durable(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
@@ -63,8 +66,8 @@ class Walk(StatesGroup):
     entering_value = State()
 
 
-async def test_fsm_state_and_data_survive_a_new_engine(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+async def test_fsm_state_and_data_survive_a_new_engine(databases: Databases) -> None:
+    url = databases.bot
     key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
     first = create_engine(url)
     await upgrade_database(first)
@@ -106,3 +109,57 @@ def test_generated_secret_key_is_private_and_stable(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_or_create_secret_key(None, tmp_path / "data") == key
     assert load_or_create_secret_key("configured", tmp_path / "data") == "configured"
+
+
+async def test_redis_url_switches_fsm_to_redis_keyed_by_bot(databases: Databases) -> None:
+    from aiogram.fsm.storage.memory import SimpleEventIsolation
+    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+
+    from storage.fsm import create_fsm
+
+    engine = create_engine(databases.bot)
+    pool = create_session_pool(engine)
+    try:
+        sql, local_lock = create_fsm(None, pool)
+        assert isinstance(sql, SqlStorage) and isinstance(local_lock, SimpleEventIsolation)
+
+        redis, shared_lock = create_fsm("redis://127.0.0.1:1/0", pool)
+        assert isinstance(redis, RedisStorage) and isinstance(shared_lock, RedisEventIsolation)
+        key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+        # Two bots on one Redis never read each other's users.
+        assert redis.key_builder.build(key, "state") == "fsm:42:1001:1001:default:state"
+        await redis.close()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs TEST_REDIS_URL")
+async def test_redis_fsm_state_survives_a_new_storage(databases: Databases) -> None:
+    from storage.fsm import create_fsm
+
+    engine = create_engine(databases.bot)
+    pool = create_session_pool(engine)
+    key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+    first, _ = create_fsm(databases.redis, pool)
+    await first.set_state(key, Walk.entering_value)
+    await first.update_data(key, {"apartment": "12а"})
+    await first.close()
+    second, _ = create_fsm(databases.redis, pool)
+    assert await second.get_state(key) == "Walk:entering_value"
+    assert await second.get_data(key) == {"apartment": "12а"}
+    await second.close()
+    await engine.dispose()
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="several instances share PostgreSQL only")
+async def test_instances_starting_at_once_migrate_one_at_a_time(databases: Databases) -> None:
+    from billing_client.embedded.db import upgrade_billing_database
+
+    engines = [create_engine(databases.bot) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade_database(engine) for engine in engines))
+        await asyncio.gather(*(upgrade_billing_database(databases.billing) for _ in range(3)))
+        assert {"accounts", "submissions", "fsm_records"} <= await table_names(engines[0])
+    finally:
+        for engine in engines:
+            await engine.dispose()

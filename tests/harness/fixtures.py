@@ -5,7 +5,9 @@
 Fixtures:
     bot_token      the fake token (BOT_TOKEN)
     fake_telegram  a started FakeTelegram, closed after the test
-    bot_env        environment for `python bot.py` against it, data in tmp_path
+    bot_env        environment for `python bot.py` against it, data in tmp_path (and its
+                   own PostgreSQL databases and Redis when the suite runs on them)
+    databases      the URLs of a test's databases (tests/harness/databases.py)
     start_bot      factory: `bot = await start_bot()` starts bot.py, waits until it polls,
                    and stops it after the test (its log is printed when the test fails)
 """
@@ -21,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from .databases import Databases
+from .databases import databases as databases  # the fixture, registered with this plugin
 from .fake_telegram import BOT_TOKEN, BOT_USERNAME, FakeTelegram
 from .process import BotProcess, StartBot
 
@@ -37,15 +41,15 @@ async def fake_telegram(bot_token: str) -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def bot_env(fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path) -> dict[str, str]:
+def bot_env(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, databases: Databases
+) -> dict[str, str]:
     """Settings for one bot process: the fake API, and every file under tmp_path."""
-    data = tmp_path / "data"
     return {
         "BOT_TOKEN": bot_token,
         "TELEGRAM_API_URL": fake_telegram.api_url,
-        "DATA_DIR": str(data),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{data / 'bot.db'}",
-        "BILLING_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'billing.db'}",
+        "DATA_DIR": str(tmp_path / "data"),
+        **databases.settings(),
         "LOG_LEVEL": "DEBUG",
         "MODE": "polling",
     }

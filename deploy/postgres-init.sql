@@ -1,0 +1,2 @@
+-- The embedded billing's own database (unused when BILLING_URL points at a real billing).
+CREATE DATABASE billing OWNER bot;
