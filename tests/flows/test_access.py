@@ -77,10 +77,10 @@ async def test_revoked_user_loses_access_at_once(app: App) -> None:
         )
         await session.commit()
 
-    reply = await phone.ask("12345", until=texts.NOT_LINKED)
-    assert reply.text == texts.NOT_LINKED
+    reply = await phone.ask("12345", until="закрыл вам доступ")
+    assert reply.text == texts.ACCESS_REVOKED
     await phone.tap("Пропустить", message=card.message_id)
-    assert answers(phone)[-1] == texts.NOT_LINKED_SHORT
+    assert answers(phone)[-1] == texts.ACCESS_REVOKED
     rows = await slots(app)
     assert all(r.status == SlotStatus.EMPTY for r in rows)
 
