@@ -53,6 +53,7 @@ from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
 from storage.models import DraftSlot
 from tests.conftest import make_settings
+from tests.harness.databases import Databases, on_postgresql
 from tests.harness.fake_telegram import BOT_TOKEN
 
 TYPIST = {"value": 8001, "login": 8002, "apartment": 8003, "search": 8004}
@@ -149,9 +150,11 @@ def _scratch(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def offline(tmp_path: Path) -> AsyncIterator[Offline]:
+async def offline(tmp_path: Path, databases: Databases) -> AsyncIterator[Offline]:
     base = _scratch(tmp_path)
-    settings_ = make_settings(base, "http://127.0.0.1:9", BOT_TOKEN)
+    # PostgreSQL in the suite's second pass (TEST_DATABASE_URL), else SQLite on tmpfs.
+    on_pg = databases.settings() if on_postgresql() else {}
+    settings_ = make_settings(base, "http://127.0.0.1:9", BOT_TOKEN, **on_pg)
     engine = create_engine(settings_.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
