@@ -7,6 +7,14 @@ offset moves on, or the webhook request is answered 200), then handled through
 `dispatcher.feed_update` and marked done. At start the rows not done are handled
 again, oldest first; a redelivered update_id is stored and handled once.
 
+Several instances may share the inbox (webhook mode behind a load balancer). Each row
+is claimed by the instance that stored it, which renews its claims every third of
+`inbox_lease` while it lives. Only rows whose claim ran out — their instance died —
+are taken up by another instance (looked for every `inbox_lease`) or at start, so no
+update is handled twice by two live instances. A starting instance first waits up to
+`inbox_lease` for the claims of a dead instance to run out, so that its own new
+updates do not overtake the older ones of the same user.
+
 One user's updates are handled in the order they came; different users' updates run
 concurrently, at most `concurrency` at a time.
 
@@ -22,10 +30,13 @@ import contextlib
 import hmac
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -97,16 +108,21 @@ class UpdateRunner:
         concurrency: int = 16,
         polling_timeout: int = 10,
         shutdown_grace: float = 8.0,
+        inbox_lease: float = 6.0,
     ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
-        self.inbox = Inbox(session_pool)
+        self.instance = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.inbox = Inbox(session_pool, owner=self.instance, lease=timedelta(seconds=inbox_lease))
+        self._lease = inbox_lease
+        self._claims: asyncio.Task[None] | None = None
         self._pool = session_pool
         self._semaphore = asyncio.Semaphore(concurrency)
         self._polling_timeout = polling_timeout
         self._shutdown_grace = shutdown_grace
         self._workflow: dict[str, Any] = {"dispatcher": dispatcher, "bots": [bot]}
         self._tails: dict[int, asyncio.Task[None]] = {}
+        self._in_flight: set[int] = set()  # update ids scheduled and not finished
         self._tasks: set[asyncio.Task[None]] = set()
         self._login_commands: Counter[int] = Counter()
         self._stopping = asyncio.Event()
@@ -124,16 +140,60 @@ class UpdateRunner:
         await self.dispatcher.emit_startup(
             bot=self.bot, **self.dispatcher.workflow_data, **self._workflow
         )
-        left = await self.inbox.unfinished()
-        if left:
-            log.info("Replaying %d update(s) not finished before the last stop", len(left))
-        for row in left:
-            self._replay(row)
+        await self._take_over()
+        self._claims = asyncio.create_task(self._keep_claims(), name="inbox-claims")
         await self._prune_now()
 
+    async def _take_over(self) -> None:
+        """Replay the rows a dead instance (or the last stop) left; wait for live claims
+        of other instances to run out, at most one lease: a dead one's claims have by then.
+        """
+        deadline = time.monotonic() + self._lease
+        while True:
+            await self.replay_lapsed()
+            remaining = deadline - time.monotonic()
+            now = _now()
+            soonest = await self.inbox.next_lapse(now) if remaining > 0 else None
+            if soonest is None:
+                return
+            await asyncio.sleep(min(remaining, (soonest - now).total_seconds() + 0.05))
+
+    async def replay_lapsed(self) -> int:
+        """Claim and schedule the unfinished rows nobody holds; returns their number."""
+        left = await self.inbox.claim_lapsed(_now())
+        if left:
+            log.info("Replaying %d update(s) not finished by their instance", len(left))
+        for row in left:
+            # Ours already, when renewing failed for a whole lease (the database was down).
+            if row.update_id not in self._in_flight:
+                self._replay(row)
+        return len(left)
+
+    async def _keep_claims(self) -> None:
+        """Renew this instance's claims; now and then take up what a dead instance left."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            rounds += 1
+            try:
+                if self._tasks:
+                    await self.inbox.renew(_now())
+                if rounds % 3 == 0 and not self.stopping:
+                    await self.replay_lapsed()
+            except Exception as exc:
+                log.warning("Inbox claims not renewed: %s", type(exc).__name__)
+
     async def shutdown(self) -> None:
-        """Let handlers in flight finish (bounded), then the shutdown hooks."""
+        """Let handlers in flight finish (bounded), give up the rest, then the shutdown hooks."""
         await self.drain(self._shutdown_grace)
+        if self._claims is not None:
+            self._claims.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._claims
+        try:
+            await self.inbox.release()
+        except Exception as exc:
+            log.warning("Inbox claims not released: %s", type(exc).__name__)
         await self.dispatcher.emit_shutdown(
             bot=self.bot, **self.dispatcher.workflow_data, **self._workflow
         )
@@ -268,9 +328,11 @@ class UpdateRunner:
         task = asyncio.create_task(run(), name=f"update-{update_id}")
         self._tails[key] = task
         self._tasks.add(task)
+        self._in_flight.add(update_id)
 
         def forget(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
+            self._in_flight.discard(update_id)
             if self._tails.get(key) is done:
                 del self._tails[key]
 

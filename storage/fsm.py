@@ -15,8 +15,11 @@ return, and a write that would store what is already stored is not made.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +34,19 @@ from aiogram.fsm.storage.base import (
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.fsm.storage.redis import RedisStorage
+from redis.asyncio import Redis
+from redis.exceptions import LockNotOwnedError, RedisError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import FsmRecord
+
+log = logging.getLogger(__name__)
+
+# A chat's Redis lock lives this long unless its holder renews it (every third of it).
+# A crashed instance therefore blocks its chats only this long, never a minute.
+CHAT_LOCK_TTL = 5.0
 
 
 def _state_name(state: StateType) -> str | None:
@@ -117,20 +128,83 @@ class SqlStorage(BaseStorage):
         return loaded if isinstance(loaded, dict) else {}
 
 
+class RenewedRedisIsolation(BaseEventIsolation):
+    """One update of a chat at a time across all instances: a Redis lock per chat.
+
+    aiogram's RedisEventIsolation holds its lock for a fixed 60 s, so a killed
+    instance's chats stay silent for a minute, and a handler slower than that loses
+    the lock. Here the lock lives `ttl` seconds and a task renews it every third of
+    that while the handler runs: a crash frees the chat within `ttl`, and a long
+    handler keeps it. A lock that still expired (Redis unreachable longer than `ttl`)
+    is logged; the update goes on, and releasing what is no longer ours is no error.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        key_builder: KeyBuilder | None = None,
+        *,
+        ttl: float = CHAT_LOCK_TTL,
+        poll: float = 0.05,
+    ) -> None:
+        self.redis = redis
+        self.key_builder = key_builder or DefaultKeyBuilder()
+        self.ttl = ttl
+        self._poll = poll
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        # thread_local=False: the renewing task must see the token the acquirer set.
+        chat_lock = self.redis.lock(
+            self.key_builder.build(key, "lock"),
+            timeout=self.ttl,
+            sleep=self._poll,
+            thread_local=False,
+        )
+        await chat_lock.acquire()
+        renewing = asyncio.create_task(self._renew(chat_lock), name="chat-lock-renewal")
+        try:
+            yield None
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            try:
+                await chat_lock.release()
+            except RedisError as exc:  # expired and maybe taken by another instance
+                log.warning("Chat lock not released: %s", type(exc).__name__)
+
+    async def _renew(self, chat_lock: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await chat_lock.reacquire()
+            except LockNotOwnedError:
+                log.warning("Chat lock expired while its update was handled")
+                return
+            except RedisError as exc:  # Redis briefly unreachable: try again next round
+                log.warning("Chat lock not renewed: %s", type(exc).__name__)
+
+    async def close(self) -> None:
+        """Nothing to release: the Redis client belongs to the storage."""
+
+
 def create_fsm(
     redis_url: str | None, session_pool: async_sessionmaker[AsyncSession]
 ) -> tuple[BaseStorage, BaseEventIsolation]:
     """FSM storage and event isolation chosen by settings alone.
 
     Without Redis: state in the bot's database and an in-process lock per chat,
-    enough for one instance. With REDIS_URL: aiogram's RedisStorage and a Redis
-    lock per chat, so several instances share users' states and never handle two
-    updates of one chat at once. The keys carry the bot id, so two bots can share
-    one Redis.
+    enough for one instance. With REDIS_URL: aiogram's RedisStorage and a renewed
+    Redis lock per chat (RenewedRedisIsolation), so several instances share users'
+    states and never handle two updates of one chat at once. The keys carry the
+    bot id, so two bots can share one Redis.
     """
     if not redis_url:
         return SqlStorage(session_pool), SimpleEventIsolation()
     redis_storage = RedisStorage.from_url(
         redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
     )
-    return redis_storage, redis_storage.create_isolation()
+    return redis_storage, RenewedRedisIsolation(
+        redis_storage.redis, key_builder=redis_storage.key_builder
+    )

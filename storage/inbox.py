@@ -2,15 +2,22 @@
 
 Each method is one short transaction of its own (like the FSM storage): the inbox is
 the plumbing under the handlers, not part of any use case's transaction.
+
+Several instances share one inbox. A row is claimed by the instance that stored it
+(`claimed_by`, until `claimed_until`), which renews its claims while it lives. Only a
+row whose claim ran out (its instance died) is taken up by another, or by the next
+start: on PostgreSQL the candidates are locked with SELECT … FOR UPDATE SKIP LOCKED and
+the conditional UPDATE … RETURNING decides (SQLite has one writer at a time), so two
+instances starting at once never both take the same row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,11 +53,35 @@ class Stored:
     state_at_start: str | None = None
 
 
-class Inbox:
-    """Store, list, finish and prune inbox rows; dedupe by update_id."""
+def _stored(row: InboxUpdate) -> Stored:
+    return Stored(
+        row.update_id,
+        row.payload,
+        row.redacted,
+        row.chat_id,
+        row.message_id,
+        started=row.started_at is not None,
+        state_at_start=row.state_at_start,
+    )
 
-    def __init__(self, session_pool: async_sessionmaker[AsyncSession]) -> None:
+
+class Inbox:
+    """Store, claim, finish and prune inbox rows; dedupe by update_id.
+
+    `owner` names this instance in the claims; `lease` is how long a claim lasts
+    unless renewed.
+    """
+
+    def __init__(
+        self,
+        session_pool: async_sessionmaker[AsyncSession],
+        *,
+        owner: str = "",
+        lease: timedelta = timedelta(seconds=6),
+    ) -> None:
         self._pool = session_pool
+        self.owner = owner
+        self.lease = lease
 
     async def store(self, items: Sequence[Incoming], now: datetime) -> set[int]:
         """Commit the updates not seen before, in one transaction; returns their ids.
@@ -68,6 +99,8 @@ class Inbox:
                 "chat_id": item.chat_id,
                 "message_id": item.message_id,
                 "received_at": now,
+                "claimed_by": self.owner,
+                "claimed_until": now + self.lease,
             }
             for item in items
         ]
@@ -84,26 +117,65 @@ class Inbox:
             await session.commit()
         return stored
 
-    async def unfinished(self) -> list[Stored]:
-        """Rows not done, oldest first (what a crash or a stop left behind)."""
+    async def claim_lapsed(self, now: datetime) -> list[Stored]:
+        """Claim the rows not done whose claim ran out (or never was), oldest first."""
+        lapsed = and_(
+            InboxUpdate.done_at.is_(None),
+            or_(InboxUpdate.claimed_until.is_(None), InboxUpdate.claimed_until < now),
+        )
         async with self._pool() as session:
-            rows = await session.execute(
-                select(InboxUpdate)
-                .where(InboxUpdate.done_at.is_(None))
+            candidates = await session.execute(
+                select(InboxUpdate.update_id)
+                .where(lapsed)
                 .order_by(InboxUpdate.update_id)
+                .with_for_update(skip_locked=True)
             )
-            return [
-                Stored(
-                    row.update_id,
-                    row.payload,
-                    row.redacted,
-                    row.chat_id,
-                    row.message_id,
-                    started=row.started_at is not None,
-                    state_at_start=row.state_at_start,
+            ids = list(candidates.scalars())
+            if not ids:
+                await session.rollback()
+                return []
+            claimed = await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.update_id.in_(ids), lapsed)
+                .values(claimed_by=self.owner, claimed_until=now + self.lease)
+                .returning(InboxUpdate)
+                .execution_options(synchronize_session=False)
+            )
+            rows = sorted((_stored(row) for row in claimed.scalars()), key=lambda r: r.update_id)
+            await session.commit()
+        return rows
+
+    async def next_lapse(self, now: datetime) -> datetime | None:
+        """When the soonest live claim of another instance on an unfinished row runs out."""
+        async with self._pool() as session:
+            moment = await session.scalar(
+                select(func.min(InboxUpdate.claimed_until)).where(
+                    InboxUpdate.done_at.is_(None),
+                    InboxUpdate.claimed_by != self.owner,
+                    InboxUpdate.claimed_until >= now,
                 )
-                for row in rows.scalars()
-            ]
+            )
+        # SQLite gives back naive datetimes; every moment stored here is UTC.
+        if moment is None or moment.tzinfo:
+            return moment
+        return moment.replace(tzinfo=UTC)
+
+    async def renew(self, now: datetime) -> None:
+        """Extend this instance's claims on the rows it has not finished."""
+        await self._set_claims(now + self.lease)
+
+    async def release(self) -> None:
+        """Give up this instance's unfinished rows (stopping): any instance may take them."""
+        await self._set_claims(None)
+
+    async def _set_claims(self, until: datetime | None) -> None:
+        async with self._pool() as session:
+            await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.claimed_by == self.owner, InboxUpdate.done_at.is_(None))
+                .values(claimed_until=until)
+            )
+            await session.commit()
 
     async def mark_started(self, update_id: int, state: str | None, now: datetime) -> None:
         """Record that handling began, and the sender's FSM state at that moment."""

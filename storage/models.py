@@ -287,3 +287,7 @@ class InboxUpdate(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     state_at_start: Mapped[str | None] = mapped_column(String(255))
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The instance handling the row, and until when: it renews the claim while it lives,
+    # so a row whose claim ran out belongs to an instance that died and may be taken up.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -113,9 +113,9 @@ def test_generated_secret_key_is_private_and_stable(tmp_path: Path) -> None:
 
 async def test_redis_url_switches_fsm_to_redis_keyed_by_bot(databases: Databases) -> None:
     from aiogram.fsm.storage.memory import SimpleEventIsolation
-    from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+    from aiogram.fsm.storage.redis import RedisStorage
 
-    from storage.fsm import create_fsm
+    from storage.fsm import RenewedRedisIsolation, create_fsm
 
     engine = create_engine(databases.bot)
     pool = create_session_pool(engine)
@@ -124,7 +124,7 @@ async def test_redis_url_switches_fsm_to_redis_keyed_by_bot(databases: Databases
         assert isinstance(sql, SqlStorage) and isinstance(local_lock, SimpleEventIsolation)
 
         redis, shared_lock = create_fsm("redis://127.0.0.1:1/0", pool)
-        assert isinstance(redis, RedisStorage) and isinstance(shared_lock, RedisEventIsolation)
+        assert isinstance(redis, RedisStorage) and isinstance(shared_lock, RenewedRedisIsolation)
         key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
         # Two bots on one Redis never read each other's users.
         assert redis.key_builder.build(key, "state") == "fsm:42:1001:1001:default:state"
