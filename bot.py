@@ -354,6 +354,8 @@ async def run(settings: Settings) -> None:
                 dispatcher=dispatcher,
                 session_pool=session_pool,
                 concurrency=MAX_CONCURRENT_UPDATES,
+                # SQLite serves one process: claims found at start are a dead one's.
+                sole_instance=database_kind(settings.DATABASE_URL) == "sqlite",
             )
             try:
                 await receive_updates(

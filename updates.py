@@ -109,12 +109,15 @@ class UpdateRunner:
         polling_timeout: int = 10,
         shutdown_grace: float = 8.0,
         inbox_lease: float = 6.0,
+        sole_instance: bool = False,
     ) -> None:
         self.bot = bot
         self.dispatcher = dispatcher
         self.instance = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.inbox = Inbox(session_pool, owner=self.instance, lease=timedelta(seconds=inbox_lease))
         self._lease = inbox_lease
+        # One instance only (SQLite): every claim at start is a dead predecessor's.
+        self._sole = sole_instance
         self._claims: asyncio.Task[None] | None = None
         self._pool = session_pool
         self._semaphore = asyncio.Semaphore(concurrency)
@@ -148,6 +151,13 @@ class UpdateRunner:
         """Replay the rows a dead instance (or the last stop) left; wait for live claims
         of other instances to run out, at most one lease: a dead one's claims have by then.
         """
+        if self._sole:
+            left = await self.inbox.claim_lapsed(_now() + timedelta(seconds=self._lease))
+            if left:
+                log.info("Replaying %d update(s) not finished before the last stop", len(left))
+            for row in left:
+                self._replay(row)
+            return
         deadline = time.monotonic() + self._lease
         while True:
             await self.replay_lapsed()

@@ -27,7 +27,7 @@ from services.metrics import Metrics
 from services.outbox import Outbox
 from settings import Settings
 from storage.crypto import Vault
-from storage.engine import create_engine, create_session_pool
+from storage.engine import create_engine, create_session_pool, database_kind
 from storage.migrate import upgrade_database
 from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
@@ -136,7 +136,11 @@ async def running_app(
     dispatcher["digest_clock"] = clock
     # The same inbox runner as `python bot.py` (signal handlers are the test loop's own).
     runner = UpdateRunner(
-        bot=bot, dispatcher=dispatcher, session_pool=pool, concurrency=MAX_CONCURRENT_UPDATES
+        bot=bot,
+        dispatcher=dispatcher,
+        session_pool=pool,
+        concurrency=MAX_CONCURRENT_UPDATES,
+        sole_instance=database_kind(settings.DATABASE_URL) == "sqlite",
     )
     since = tg.now()
     receiving = asyncio.create_task(receive_updates(runner, settings, handle_signals=False))
