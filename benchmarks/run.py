@@ -847,8 +847,18 @@ def polling_markdown(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-async def bench(config: Config, profile: bool, parts: set[str]) -> dict[str, Any]:
-    """Run the parts asked for ("polling", "webhook"); the figures of the run."""
+def keep_logs(work: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copy(log, to / log.name)
+    print(f"bench: failed; the processes' logs are in {to}", flush=True)
+
+
+async def bench(config: Config, profile: bool, parts: set[str], out: Path) -> dict[str, Any]:
+    """Run the parts asked for ("polling", "webhook"); the figures of the run.
+
+    If the run fails, the bot processes' logs are copied to out/logs.
+    """
     started = time.monotonic()
     results: dict[str, Any] = {
         "smoke": config.smoke,
@@ -857,13 +867,17 @@ async def bench(config: Config, profile: bool, parts: set[str]) -> dict[str, Any
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
-            if "polling" in parts:
-                await bench_echo(tg, config, work, results)
-                await bench_bot_small(tg, config, work, results, profile)
-                await bench_bot_scale(tg, config, work, results)
-            if "webhook" in parts:
-                await bench_webhook(tg, config, work, results)
+        try:
+            async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
+                if "polling" in parts:
+                    await bench_echo(tg, config, work, results)
+                    await bench_bot_small(tg, config, work, results, profile)
+                    await bench_bot_scale(tg, config, work, results)
+                if "webhook" in parts:
+                    await bench_webhook(tg, config, work, results)
+        except BaseException:
+            keep_logs(work, out / "logs")
+            raise
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["run_seconds"] = round(time.monotonic() - started, 1)
     results["machine"] = machine()
@@ -900,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.webhook:
         parts.add("webhook")
     with services() if "webhook" in parts else contextlib.nullcontext():
-        results = asyncio.run(bench(config, args.profile, parts))
+        results = asyncio.run(bench(config, args.profile, parts, out))
     out.mkdir(parents=True, exist_ok=True)
     if args.webhook_only:
         results = merged_webhook_figures(out / "results.json", results)

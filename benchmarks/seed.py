@@ -35,6 +35,11 @@ COMPANY = "ООО «УК Бенчмарк»"
 CITY = "Новосибирск"
 SECRET_KEY = "benchmark-secret-key-not-a-real-one"
 FIRST_USER_ID = 700_001
+# Who entered the seeded accepted values: an inspector who never types in the run. The
+# bot finds the slot a message filled by (entered_by, source_message_id) to go on after
+# a replay; seeded ids under a simulated inspector would collide with the real message
+# ids of its chat (the bot then "goes on" in another building).
+PAST_INSPECTOR_ID = FIRST_USER_ID - 1
 
 _NAMES = (
     "Ленина", "Мира", "Гоголя", "Кирова", "Советская", "Октябрьская", "Садовая", "Лесная",
@@ -426,7 +431,10 @@ def _write_bot(
         connection.executemany(
             "INSERT INTO telegram_users (id, full_name, username, account_id, role, "
             "show_previous, linked_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-            ((uid, f"Контролёр {uid}", None, account_id, "inspector", stamp) for uid in users),
+            (
+                (uid, f"Контролёр {uid}", None, account_id, "inspector", stamp)
+                for uid in [PAST_INSPECTOR_ID, *users]
+            ),
         )
         slot_id = 0  # the billing's slot ids, in the same order as _write_billing
         drafts: list[tuple[object, ...]] = []
@@ -455,7 +463,7 @@ def _write_bot(
                         draft_id, position, f"m-{slot_id}", apartment, serial, digits, fraction,
                         tariff, previous, day if previous else None, status,
                         "1500" if accepted else None,
-                        users[written % len(users)] if accepted else None,
+                        PAST_INSPECTOR_ID if accepted else None,
                         stamp if accepted else None, written if accepted else None,
                     )  # fmt: skip
 
