@@ -3,7 +3,7 @@
     python3 tasks.py run    # create/refresh .venv, then run the bot
     python3 tasks.py test   # create/refresh .venv, then run every check and test
     python3 tasks.py bench  # the performance benchmark (benchmarks/), a few minutes;
-                            # --webhook adds 1 vs 2 webhook instances on PostgreSQL + Redis
+                            # (--no-webhook: without 1 vs 2 webhook instances on PostgreSQL)
 
 The virtual environment is created once and refreshed only when requirements.lock
 changes, so both commands are fast after the first run.

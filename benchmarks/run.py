@@ -898,7 +898,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--webhook",
         action="store_true",
-        help="also webhook mode: 1 vs 2 instances on PostgreSQL + Redis (benchmarks/webhook.py)",
+        help="webhook mode in a smoke run too (a full run has it unless --no-webhook)",
+    )
+    parser.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="leave out webhook mode: 1 vs 2 instances on PostgreSQL + Redis (webhook.py)",
     )
     parser.add_argument(
         "--webhook-only",
@@ -911,10 +916,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke and args.out is None:
         parser.error("--smoke needs --out: a smoke run must not replace the committed results")
     parts = {"webhook"} if args.webhook_only else {"polling"}
-    if args.webhook:
+    if args.webhook or not (args.smoke or args.no_webhook):
         parts.add("webhook")
-    with services() if "webhook" in parts else contextlib.nullcontext():
-        results = asyncio.run(bench(config, args.profile, parts, out))
+    from tasks import ServiceUnavailable
+
+    try:
+        with services() if "webhook" in parts else contextlib.nullcontext():
+            results = asyncio.run(bench(config, args.profile, parts, out))
+    except ServiceUnavailable as exc:
+        print(f"bench: no PostgreSQL/Redis for webhook mode ({exc}); use --no-webhook")
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     if args.webhook_only:
         results = merged_webhook_figures(out / "results.json", results)
