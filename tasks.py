@@ -2,7 +2,8 @@
 
     python3 tasks.py run    # create/refresh .venv, then run the bot
     python3 tasks.py test   # create/refresh .venv, then run every check and test
-    python3 tasks.py bench  # the performance benchmark (benchmarks/), a few minutes
+    python3 tasks.py bench  # the performance benchmark (benchmarks/), a few minutes;
+                            # (--no-webhook: without 1 vs 2 webhook instances on PostgreSQL)
 
 The virtual environment is created once and refreshed only when requirements.lock
 changes, so both commands are fast after the first run.

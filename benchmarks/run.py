@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,7 @@ from benchmarks.load import (
     walk_into_building,
 )
 from benchmarks.seed import FIRST_USER_ID, PlannedBuilding, Seeded, plan_buildings, seed
+from benchmarks.webhook import bench_webhook, services
 from tests.harness import BotProcess, FakeTelegram
 from tests.harness.fake_telegram import BOT_TOKEN
 
@@ -76,6 +78,12 @@ REQUIRED_KEYS = (
     "reading_latency_ratio_1m_vs_small_db",
     "peak_rss_mb_1m_slots",
     "echo_peak_rss_mb",
+)
+# Webhook mode (issue 8), when the run includes it.
+WEBHOOK_KEYS = (
+    "webhook_updates_per_s_1_instance",
+    "webhook_updates_per_s_2_instances",
+    "webhook_2_vs_1_instances_ratio",
 )
 
 
@@ -99,6 +107,8 @@ class Config:
     big_apartments: int = 500
     search_queries: int = 300
     open_buildings: int = 5
+    webhook_users: int = 20
+    webhook_window: float = 8.0
     smoke: bool = False
 
 
@@ -122,6 +132,8 @@ SMOKE = Config(
     big_apartments=500,
     search_queries=10,
     open_buildings=2,
+    webhook_users=3,
+    webhook_window=1.0,
     smoke=True,
 )
 
@@ -130,27 +142,22 @@ SMOKE = Config(
 
 
 class Monitor:
-    """CPU seconds and peak memory of one process."""
+    """CPU seconds and peak memory of one process, or the sum over several (instances)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *more: int) -> None:
         self.pid = pid
-        self.process = psutil.Process(pid)
+        self.pids = (pid, *more)
+        self.processes = [psutil.Process(p) for p in self.pids]
 
     def cpu(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        return sum(float(t.user + t.system) for t in (p.cpu_times() for p in self.processes))
 
     def cpu_system(self) -> float:
-        return float(self.process.cpu_times().system)
+        return sum(float(p.cpu_times().system) for p in self.processes)
 
     def peak_rss_mb(self) -> float:
-        """The highest RSS since the start or since reset_peak()."""
-        status = Path(f"/proc/{self.pid}/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float(self.process.memory_info().rss) / 2**20
+        """The highest RSS since the start or since reset_peak() (summed over the pids)."""
+        return sum(_peak_rss_mb(process) for process in self.processes)
 
     def reset_peak(self) -> bool:
         """Start the peak over from the current RSS (Linux: clear_refs 5).
@@ -161,10 +168,20 @@ class Monitor:
         The lifetime peak is reported too.
         """
         try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            for pid in self.pids:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
         except OSError:
             return False
         return True
+
+
+def _peak_rss_mb(process: psutil.Process) -> float:
+    status = Path(f"/proc/{process.pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float(process.memory_info().rss) / 2**20
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -188,32 +205,62 @@ async def running(
     tg: FakeTelegram, script: str, env: dict[str, str], log_dir: Path, name: str
 ) -> AsyncIterator[BotProcess]:
     """Start a bot process on the fake server and wait until it polls."""
-    process = BotProcess(
-        {
-            "BOT_TOKEN": BOT_TOKEN,
-            "TELEGRAM_API_URL": tg.api_url,
-            "MODE": "polling",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        },
-        args=(script,),
-        cwd=ROOT,
-        log_path=log_dir / f"{name}.log",
-        name=name,
-    )
+    async with running_all(tg, script, [env], log_dir, [name]) as processes:
+        yield processes[0]
+
+
+@contextlib.asynccontextmanager
+async def running_all(
+    tg: FakeTelegram,
+    script: str,
+    envs: list[dict[str, str]],
+    log_dir: Path,
+    names: list[str],
+    ready: str = "getUpdates",
+) -> AsyncIterator[list[BotProcess]]:
+    """Start one process per env at once; wait until each made its `ready` call."""
+    processes = [
+        BotProcess(
+            {
+                "BOT_TOKEN": BOT_TOKEN,
+                "TELEGRAM_API_URL": tg.api_url,
+                "MODE": "polling",
+                "LOG_LEVEL": "WARNING",
+                **env,
+            },
+            args=(script,),
+            cwd=ROOT,
+            log_path=log_dir / f"{name}.log",
+            name=name,
+        )
+        for env, name in zip(envs, names, strict=True)
+    ]
     tg.keep_history = True  # wait_for_call reads the history
     since = tg.now()
-    await process.start()
-    tg.watch(process)
     try:
-        await tg.wait_for_call("getUpdates", since=since, timeout=READY_TIMEOUT)
+        for process in processes:
+            await process.start()
+            tg.watch(process)
+        for _ in processes:
+            call = await tg.wait_for_call(ready, since=since, timeout=READY_TIMEOUT)
+            since = call.at + 1e-9
         tg.keep_history = False
         tg.calls.clear()
         tg.events.clear()
-        yield process
+        yield processes
     finally:
         tg.keep_history = True
-        await process.close()
+        for process in processes:
+            await process.close()
+
+
+def free_ports(count: int) -> list[int]:
+    """Free TCP ports on 127.0.0.1 (held open together, so they differ)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 async def _until(moment: float) -> None:
@@ -238,15 +285,17 @@ async def saturate(
     monitor: Monitor,
     config: Config,
     profile_to: Path | None = None,
+    window: float | None = None,
 ) -> Saturation:
     """Closed loop: warm up, then count answers and CPU over a fixed window."""
+    window = window or config.window
     start = time.monotonic()
     window_start = start + config.warmup
-    window_end = window_start + config.window
+    window_end = window_start + window
     load = asyncio.create_task(closed_loop(users, until=window_end))
     await _until(window_start)
     cpu_start, system_start = monitor.cpu(), monitor.cpu_system()
-    profiler = _start_profiler(monitor.pid, config.window, profile_to) if profile_to else None
+    profiler = _start_profiler(monitor.pid, window, profile_to) if profile_to else None
     await _until(window_end)
     cpu_used = monitor.cpu() - cpu_start
     system_used = monitor.cpu_system() - system_start
@@ -257,7 +306,7 @@ async def saturate(
     count = max(len(steps), 1)
     return Saturation(
         users=len(users),
-        updates_per_s=round(len(steps) / config.window, 1),
+        updates_per_s=round(len(steps) / window, 1),
         cpu_ms_per_update=round(cpu_used * 1000 / count, 3),
         system_cpu_share=round(system_used / cpu_used, 2) if cpu_used else 0.0,
         peak_rss_mb=round(monitor.peak_rss_mb(), 1),
@@ -578,6 +627,22 @@ async def search_in_process(seeded: Seeded, config: Config, results: dict[str, A
 # --- the report -------------------------------------------------------------------------
 
 
+def merged_webhook_figures(path: Path, webhook: dict[str, Any]) -> dict[str, Any]:
+    """The committed results with the webhook figures (and their run's context) replaced."""
+    if not path.exists():
+        return webhook
+    results: dict[str, Any] = json.loads(path.read_text())
+    results.update({key: value for key, value in webhook.items() if key.startswith("webhook_")})
+    results["webhook_run"] = {
+        "date": webhook["machine"]["date"],
+        "commit": webhook["machine"]["commit"],
+        "load_average_start": webhook["load_average_start"],
+        "load_average_end": webhook["load_average_end"],
+        "run_seconds": webhook["run_seconds"],
+    }
+    return results
+
+
 def machine() -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -659,6 +724,47 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['load_average_end']} (other work on the machine makes absolute figures "
         "noisy; the ratios to the echo bot are measured in the same run).",
         "",
+    ]
+    if "cpu_per_update_ratio_vs_echo" in results:
+        lines += polling_markdown(results)
+    if "webhook_2_vs_1_instances_ratio" in results:
+        lines += webhook_markdown(results)
+    lines.append(f"Run time {results['run_seconds']} s.")
+    return "\n".join(lines) + "\n"
+
+
+def webhook_markdown(r: dict[str, Any]) -> list[str]:
+    run = r.get("webhook_run")
+    when = (
+        f" (measured separately: {run['date']}, commit {run['commit']}, load average "
+        f"{run['load_average_start']} / {run['load_average_end']})"
+        if run
+        else ""
+    )
+    lines = [
+        "## Webhook mode: 1 vs 2 instances on PostgreSQL + Redis",
+        "",
+        f"{r['webhook_inspectors']} inspectors in a closed loop; the fake server posts "
+        "webhooks in parallel to a round-robin balancer in front of the instances"
+        f"{when}. The machine has {os.cpu_count()} cores shared by PostgreSQL, Redis, the "
+        "fake server, the inspectors and the instances: the ratio is bounded by that.",
+        "",
+        "| instances | updates/s | CPU ms/update (all instances) | p50 ms | failed deliveries |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, name in ((1, "1_instance"), (2, "2_instances")):
+        lines.append(
+            f"| {n} | {r[f'webhook_updates_per_s_{name}']} "
+            f"| {r[f'webhook_cpu_ms_per_update_{n}_instances']} "
+            f"| {r[f'webhook_p50_ms_{n}_instances']} "
+            f"| {r[f'webhook_failed_deliveries_{n}_instances']} |"
+        )
+    lines += ["", f"2 vs 1 instances: **{r['webhook_2_vs_1_instances_ratio']}×**.", ""]
+    return lines
+
+
+def polling_markdown(results: dict[str, Any]) -> list[str]:
+    lines = [
         "## Targets",
         "",
         "| figure | measured | target | met |",
@@ -735,13 +841,24 @@ def markdown(results: dict[str, Any]) -> str:
         f"| peak RSS MB: small DB / 1M DB / echo | {r['peak_rss_mb_small_db']} / "
         f"{r['peak_rss_mb_1m_slots']} / {r['echo_peak_rss_mb']} |",
         "",
-        f"Run time {r['run_seconds']} s (seeding the large database {r['scale_seed_seconds']} s).",
+        f"Seeding the large database took {r['scale_seed_seconds']} s.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
-async def bench(config: Config, profile: bool) -> dict[str, Any]:
+def keep_logs(work: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copy(log, to / log.name)
+    print(f"bench: failed; the processes' logs are in {to}", flush=True)
+
+
+async def bench(config: Config, profile: bool, parts: set[str], out: Path) -> dict[str, Any]:
+    """Run the parts asked for ("polling", "webhook"); the figures of the run.
+
+    If the run fails, the bot processes' logs are copied to out/logs.
+    """
     started = time.monotonic()
     results: dict[str, Any] = {
         "smoke": config.smoke,
@@ -750,14 +867,22 @@ async def bench(config: Config, profile: bool) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
-            await bench_echo(tg, config, work, results)
-            await bench_bot_small(tg, config, work, results, profile)
-            await bench_bot_scale(tg, config, work, results)
+        try:
+            async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
+                if "polling" in parts:
+                    await bench_echo(tg, config, work, results)
+                    await bench_bot_small(tg, config, work, results, profile)
+                    await bench_bot_scale(tg, config, work, results)
+                if "webhook" in parts:
+                    await bench_webhook(tg, config, work, results)
+        except BaseException:
+            keep_logs(work, out / "logs")
+            raise
     results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["run_seconds"] = round(time.monotonic() - started, 1)
     results["machine"] = machine()
-    derive(results)
+    if "polling" in parts:
+        derive(results)
     return results
 
 
@@ -770,16 +895,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the bot at 10 inspectors (profile-bot.txt)"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="webhook mode in a smoke run too (a full run has it unless --no-webhook)",
+    )
+    parser.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="leave out webhook mode: 1 vs 2 instances on PostgreSQL + Redis (webhook.py)",
+    )
+    parser.add_argument(
+        "--webhook-only",
+        action="store_true",
+        help="only the webhook part; its figures replace those in the existing results",
+    )
     args = parser.parse_args(argv)
     config = SMOKE if args.smoke else Config()
     out = args.out or HERE
     if args.smoke and args.out is None:
         parser.error("--smoke needs --out: a smoke run must not replace the committed results")
-    results = asyncio.run(bench(config, args.profile))
+    parts = {"webhook"} if args.webhook_only else {"polling"}
+    if args.webhook or not (args.smoke or args.no_webhook):
+        parts.add("webhook")
+    from tasks import ServiceUnavailable
+
+    try:
+        with services() if "webhook" in parts else contextlib.nullcontext():
+            results = asyncio.run(bench(config, args.profile, parts, out))
+    except ServiceUnavailable as exc:
+        print(f"bench: no PostgreSQL/Redis for webhook mode ({exc}); use --no-webhook")
+        return 1
     out.mkdir(parents=True, exist_ok=True)
+    if args.webhook_only:
+        results = merged_webhook_figures(out / "results.json", results)
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     (out / "results.md").write_text(markdown(results))
-    missing = [key for key in REQUIRED_KEYS if not isinstance(results.get(key), int | float)]
+    required = [
+        *(REQUIRED_KEYS if "polling" in parts else ()),
+        *(WEBHOOK_KEYS if "webhook" in parts else ()),
+    ]
+    missing = [key for key in required if not isinstance(results.get(key), int | float)]
     print(f"bench: done in {results['run_seconds']} s; {out / 'results.md'}", flush=True)
     if missing:
         print(f"bench: missing figures: {', '.join(missing)}", file=sys.stderr)

@@ -35,6 +35,11 @@ COMPANY = "ООО «УК Бенчмарк»"
 CITY = "Новосибирск"
 SECRET_KEY = "benchmark-secret-key-not-a-real-one"
 FIRST_USER_ID = 700_001
+# Who entered the seeded accepted values: an inspector who never types in the run. The
+# bot finds the slot a message filled by (entered_by, source_message_id) to go on after
+# a replay; seeded ids under a simulated inspector would collide with the real message
+# ids of its chat (the bot then "goes on" in another building).
+PAST_INSPECTOR_ID = FIRST_USER_ID - 1
 
 _NAMES = (
     "Ленина", "Мира", "Гоголя", "Кирова", "Советская", "Октябрьская", "Садовая", "Лесная",
@@ -174,18 +179,27 @@ async def seed(
     *,
     inspectors: int,
     draft_status: Callable[[PlannedBuilding], str | None] = lambda _b: None,
+    database_urls: tuple[str, str] | None = None,
 ) -> Seeded:
     """Write both databases under `data_dir`; `draft_status` gives a building a draft.
 
     A draft's slots get the status returned ("empty" or "accepted"); None: no draft,
     the bot creates it when the building is opened.
+
+    `database_urls` (the bot's, the billing's; e.g. PostgreSQL): write there instead of
+    SQLite files, through SQLAlchemy (fast enough for the small database; no drafts).
     """
     started = asyncio.get_running_loop().time()
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     bot_db, billing_db = data_dir / "bot.db", data_dir / "billing.db"
+    bot_url, billing_url = database_urls or (
+        f"sqlite+aiosqlite:///{bot_db}",
+        f"sqlite+aiosqlite:///{billing_db}",
+    )
     env = {
         "DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite+aiosqlite:///{bot_db}",
-        "BILLING_DATABASE_URL": f"sqlite+aiosqlite:///{billing_db}",
+        "DATABASE_URL": bot_url,
+        "BILLING_DATABASE_URL": billing_url,
         "BILLING_DEMO": "false",
         "SECRET_KEY": SECRET_KEY,
     }
@@ -208,9 +222,19 @@ async def seed(
     finally:
         await engine.dispose()
     users = list(range(FIRST_USER_ID, FIRST_USER_ID + inspectors))
-    slots, draft_slots = await asyncio.to_thread(
-        _bulk_write, bot_db, billing_db, account.id, buildings, users, period, now, draft_status
-    )
+    if database_urls is None:
+        slots, draft_slots = await asyncio.to_thread(
+            _bulk_write, bot_db, billing_db, account.id, buildings, users, period, now, draft_status
+        )
+    else:
+        if any(draft_status(b) is not None for b in buildings):
+            raise ValueError("drafts are seeded into SQLite only")
+        slots, draft_slots = (
+            await _write_through_sqlalchemy(
+                bot_url, billing_url, account.id, buildings, users, now
+            ),
+            0,
+        )
     seconds = asyncio.get_running_loop().time() - started
     return Seeded(data_dir, env, buildings, users, period, slots, draft_slots, seconds)
 
@@ -235,6 +259,82 @@ def _bulk_write(
             draft_status,
         )  # fmt: skip
         return slots.result(), draft_slots.result()
+
+
+async def _write_through_sqlalchemy(
+    bot_url: str,
+    billing_url: str,
+    account_id: str,
+    buildings: list[PlannedBuilding],
+    users: list[int],
+    now: datetime,
+) -> int:
+    """The billing's buildings and slots, the bot's account and inspectors, on any engine."""
+    from sqlalchemy import insert, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from billing_client.embedded.models import BuildingRow, SlotRow
+    from storage.models import Account, TelegramUser
+
+    previous_date = (now.date().replace(day=1) - timedelta(days=1)).replace(day=20)
+    billing_account = int(account_id.split("-")[1])
+    slots = [
+        {
+            "building_id": building.number, "apartment": apartment, "serial_number": serial,
+            "tariff": tariff or "", "digits": digits, "fraction_digits": fraction,
+            "previous_value": previous, "previous_date": previous_date if previous else None,
+            "position": position,
+        }
+        for building in buildings
+        for position, (apartment, serial, tariff, digits, fraction, previous) in enumerate(
+            _slots_of(building)
+        )
+    ]  # fmt: skip
+    billing = create_async_engine(billing_url)
+    try:
+        async with billing.begin() as connection:
+            await connection.execute(
+                insert(BuildingRow),
+                [
+                    {"id": b.number, "account_id": billing_account, "city": CITY,
+                     "street": b.street, "house": b.house,
+                     "address": f"{CITY}, {b.street}, {b.house}", "position": b.number}
+                    for b in buildings
+                ],
+            )  # fmt: skip
+            for start in range(0, len(slots), 10_000):
+                await connection.execute(insert(SlotRow), slots[start : start + 10_000])
+            if connection.dialect.name == "postgresql":
+                # Explicit ids leave the id sequence behind: later inserts must not collide.
+                await connection.execute(
+                    text(
+                        "SELECT setval(pg_get_serial_sequence('billing_buildings', 'id'), "
+                        "(SELECT max(id) FROM billing_buildings))"
+                    )
+                )
+    finally:
+        await billing.dispose()
+    bot = create_async_engine(bot_url)
+    try:
+        async with bot.begin() as connection:
+            await connection.execute(
+                insert(Account),
+                [{"id": account_id, "name": COMPANY, "inn": None, "login": LOGIN,
+                  "password_encrypted": Vault.from_setting(SECRET_KEY).encrypt(PASSWORD),
+                  "created_at": now}],
+            )  # fmt: skip
+            await connection.execute(
+                insert(TelegramUser),
+                [
+                    {"id": uid, "full_name": f"Контролёр {uid}", "username": None,
+                     "account_id": account_id, "role": "inspector", "show_previous": False,
+                     "linked_at": now}
+                    for uid in users
+                ],
+            )  # fmt: skip
+    finally:
+        await bot.dispose()
+    return len(slots)
 
 
 class _IndexesLater:
@@ -331,7 +431,10 @@ def _write_bot(
         connection.executemany(
             "INSERT INTO telegram_users (id, full_name, username, account_id, role, "
             "show_previous, linked_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-            ((uid, f"Контролёр {uid}", None, account_id, "inspector", stamp) for uid in users),
+            (
+                (uid, f"Контролёр {uid}", None, account_id, "inspector", stamp)
+                for uid in [PAST_INSPECTOR_ID, *users]
+            ),
         )
         slot_id = 0  # the billing's slot ids, in the same order as _write_billing
         drafts: list[tuple[object, ...]] = []
@@ -360,7 +463,7 @@ def _write_bot(
                         draft_id, position, f"m-{slot_id}", apartment, serial, digits, fraction,
                         tariff, previous, day if previous else None, status,
                         "1500" if accepted else None,
-                        users[written % len(users)] if accepted else None,
+                        PAST_INSPECTOR_ID if accepted else None,
                         stamp if accepted else None, written if accepted else None,
                     )  # fmt: skip
 

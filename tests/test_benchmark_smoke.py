@@ -2,7 +2,8 @@
 
 `python -m benchmarks --smoke` starts the fake Bot API server, the echo bot and the real
 bot twice (small and "large" database) with tiny counts; the figures mean nothing, the
-point is that the full run (`python3 tasks.py bench`) cannot silently rot.
+point is that the full run (`python3 tasks.py bench`) cannot silently rot. In the suite's
+second pass (PostgreSQL + Redis given) the webhook part runs too: 1 and 2 instances.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import REQUIRED_KEYS
+from benchmarks.run import REQUIRED_KEYS, WEBHOOK_KEYS
+from tests.harness.databases import on_postgresql
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 )
 @pytest.mark.timeout(900)
 def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+    webhook = on_postgresql() and bool(os.environ.get("TEST_REDIS_URL"))
+    options = ["--smoke", "--out", str(tmp_path), *(["--webhook"] if webhook else [])]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,9 +40,10 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
+    required = [*REQUIRED_KEYS, *(WEBHOOK_KEYS if webhook else ())]
     not_numbers = {
         key: results.get(key)
-        for key in REQUIRED_KEYS
+        for key in required
         if isinstance(results.get(key), bool) or not isinstance(results.get(key), int | float)
     }
     assert not not_numbers, f"figures missing or not numbers: {not_numbers}"
@@ -48,3 +53,6 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["machine"]["aiogram"]
     table = (tmp_path / "results.md").read_text()
     assert "| Bot API calls per entered reading |" in table
+    if webhook:
+        assert results["webhook_failed_deliveries_2_instances"] == 0
+        assert "2 vs 1 instances" in table

@@ -160,6 +160,7 @@ class FakeTelegram:
         duplicate_updates: bool = False,
         webhook_retry_delay: float = 0.05,
         webhook_timeout: float = 10.0,
+        webhook_connections: int | None = 1,
         first_update_id: int = 500_000_001,
         seed: int | None = None,
         host: str = "127.0.0.1",
@@ -182,6 +183,9 @@ class FakeTelegram:
         self.duplicate_updates = duplicate_updates
         self.webhook_retry_delay = webhook_retry_delay
         self.webhook_timeout = webhook_timeout
+        # Webhook POSTs in flight at once; None: the max_connections given to setWebhook
+        # (Telegram's default 40). One chat's updates still go one at a time, in order.
+        self.webhook_connections = webhook_connections
         self.faults = Faults(seed=seed)
         self.host = host
 
@@ -1274,35 +1278,57 @@ class FakeTelegram:
     async def _webhook_loop(self, hook: WebhookState) -> None:
         if self._http is None:
             self._http = aiohttp.ClientSession()
+        connections = self.webhook_connections or hook.max_connections
+        posting: set[int] = set()  # update ids in flight (or waiting to be retried)
+        await asyncio.gather(
+            *(self._webhook_sender(hook, posting) for _ in range(max(1, connections)))
+        )
+
+    def _next_to_post(self, posting: set[int]) -> QueuedUpdate | None:
+        """The oldest queued update not in flight whose chat has nothing earlier queued."""
+        earlier: set[int] = set()
+        for item in self._queue:
+            key = _sender_key(item)
+            if key not in earlier and item.update_id not in posting:
+                return item
+            earlier.add(key)
+        return None
+
+    async def _webhook_sender(self, hook: WebhookState, posting: set[int]) -> None:
+        """One connection: posts the next deliverable update, retries it on failure."""
         delay = self.webhook_retry_delay
 
         def next_item() -> QueuedUpdate | None:
             if self._closing or self.webhook is not hook:
                 return _STOP
-            return self._queue[0] if self._queue else None
+            return self._next_to_post(posting)
 
         while True:
             item = await self.feed.wait_for(next_item, None)
             if item is _STOP:
                 return
-            status, error = await self._post_update(hook, item)
-            self.webhook_deliveries.append(
-                WebhookDelivery(item.update_id, time.monotonic(), status, error)
-            )
-            if status is not None and 200 <= status < 300:
-                item.deliveries += 1
-                if item.redeliver:
-                    item.redeliver = False  # duplicate mode: post it once more
-                elif item in self._queue:
-                    self._queue.remove(item)
-                delay = self.webhook_retry_delay
+            posting.add(item.update_id)
+            try:
+                status, error = await self._post_update(hook, item)
+                self.webhook_deliveries.append(
+                    WebhookDelivery(item.update_id, time.monotonic(), status, error)
+                )
+                if status is not None and 200 <= status < 300:
+                    item.deliveries += 1
+                    if item.redeliver:
+                        item.redeliver = False  # duplicate mode: post it once more
+                    elif item in self._queue:
+                        self._queue.remove(item)
+                    delay = self.webhook_retry_delay
+                    continue
+                hook.last_error_date = unix_now()
+                hook.last_error_message = error
                 self.feed.notify()
-                continue
-            hook.last_error_date = unix_now()
-            hook.last_error_message = error
-            self.feed.notify()
-            await asyncio.sleep(delay)  # Telegram's retry backoff, shortened for tests
-            delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)  # Telegram's retry backoff, shortened for tests
+                delay = min(delay * 2, 2.0)
+            finally:
+                posting.discard(item.update_id)
+                self.feed.notify()
 
     async def _post_update(
         self, hook: WebhookState, item: QueuedUpdate
@@ -1369,6 +1395,16 @@ _SERVICE_MESSAGE_KEYS = (
 
 # Tells the webhook loop to end (a sentinel of the queue's own type keeps typing simple).
 _STOP = QueuedUpdate(update={"update_id": 0}, created_at=0.0)
+
+
+def _sender_key(item: QueuedUpdate) -> int:
+    """Whose updates keep their order in parallel webhook delivery: the sender's, or the chat's."""
+    event = item.update.get(item.kind)
+    if not isinstance(event, dict):
+        return item.update_id
+    sender = event.get("from") or {}
+    chat = event.get("chat") or (event.get("message") or {}).get("chat") or {}
+    return int(sender.get("id") or chat.get("id") or item.update_id)
 
 
 def _check_inline_button(button: Any) -> None:
