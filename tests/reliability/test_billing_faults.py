@@ -486,10 +486,13 @@ async def test_kill_9_during_a_submission_loses_and_duplicates_nothing(
     # Per point: 30 runs in the soak; 3 by default, as every run starts a bot
     # (10 s on a quiet machine, 40 s on a loaded one).
     runs = 10 if SOAK else 1
-    bot_db = Path(bot_env["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
+    # The "answered" point holds the bot's SQLite write lock, so this test's bot runs
+    # on SQLite in both passes (the outbox's PostgreSQL claims: tests/scale).
+    bot_db = tmp_path / "kill-bot.db"
     async with serve_billing(tmp_path / "billing-server.db", Faults()) as server:
         gate = Gate(server.backend, bot_db)
         env = {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{bot_db}",
             "BILLING_URL": server.url,
             "BILLING_RETRIES": "0",
             "BILLING_TIMEOUT": "60",
