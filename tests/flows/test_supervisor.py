@@ -199,7 +199,7 @@ async def test_status_shows_sent_in_progress_and_not_started_paged(
     await open_building(boss)
     await send_one_value_one_skip(app, boss)
     await group.wait_for("Отправка показаний")
-    await boss.send_command("/menu")
+    await boss.ask("/menu", until=lambda m: bool(m.buttons) and "Главное меню" in m.text)
     await open_building(boss, "гоголя")
     value = await first_value(app, "Гоголя")
     await boss.ask(value.replace(".", ","), until="Прибор 2 из")
