@@ -16,12 +16,13 @@ import pytest
 import yaml
 
 from settings import Mode, Settings
+from tests.harness.fake_telegram import BOT_TOKEN as FAKE_BOT_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 # What an operator puts into .env for compose: ${NAME} / ${NAME:?…} / ${NAME:-default}.
 OPERATOR_VALUES = {
-    "BOT_TOKEN": "123456789:AAEfakefakefakefakefakefakefakefake12",
+    "BOT_TOKEN": FAKE_BOT_TOKEN,
     "WEBHOOK_URL": "https://bot.example.org/telegram",
     "WEBHOOK_SECRET": "webhook-secret-value",
     "SECRET_KEY": "a-long-secret-key-for-the-vault",

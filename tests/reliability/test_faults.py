@@ -315,7 +315,7 @@ async def test_a_user_who_blocked_the_bot_does_not_stop_others(app: App) -> None
 # --- secrets -------------------------------------------------------------------------------
 
 CANARY_PASSWORD = "Canary-Pw-7f3a9c1e5b"
-CANARY_TOKEN = "4242424242:CANARYcanaryCANARYcanary_42-TOKENxyz"
+CANARY_TOKEN = "424242:TEST-FAKE-CANARY-TOKEN-never-real-42"
 
 
 @pytest.fixture
