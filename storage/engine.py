@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage import sqlite_driver
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -45,6 +47,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine with the SQLite pragmas this project relies on."""
     ensure_sqlite_folder(url)
     if database_kind(url) == "sqlite":
+        kwargs.setdefault("async_creator", sqlite_driver.connector(make_url(url)))
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
