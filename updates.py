@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from handlers.auth import may_hold_password, message_lost
 from services.accounts import is_linked
+from storage.fsm import FsmChanges, SqlStorage
 from storage.inbox import Inbox, Incoming, Stored
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ class UpdateRunner:
         self._sole = sole_instance
         self._claims: asyncio.Task[None] | None = None
         self._pool = session_pool
+        # FSM on the bot's database: an update's FSM changes are committed with its done
+        # mark, in one transaction (storage/fsm.py). Redis keeps its own writes.
+        storage = dispatcher.fsm.storage
+        self._fsm = storage if isinstance(storage, SqlStorage) else None
         self._semaphore = asyncio.Semaphore(concurrency)
         self._polling_timeout = polling_timeout
         self._shutdown_grace = shutdown_grace
@@ -291,9 +296,9 @@ class UpdateRunner:
             self._chain(chat_id, row.update_id, lambda: self._message_lost(chat_id, row))
             return
         update = Update.model_validate(json.loads(row.payload), context={"bot": self.bot})
-        self._schedule(update)
+        self._schedule(update, replayed=True)
 
-    def _schedule(self, update: Update, *, redacted: bool = False) -> None:
+    def _schedule(self, update: Update, *, redacted: bool = False, replayed: bool = False) -> None:
         key = _sequence_key(update)
         command = None
         message = _private_message(update)
@@ -306,7 +311,10 @@ class UpdateRunner:
                     # Previous updates of this user are done: this is the state it meets.
                     state = self.dispatcher.fsm.get_context(self.bot, message.chat.id, key)
                     await self.inbox.mark_started(update.update_id, await state.get_state(), _now())
-                await self.dispatcher.feed_update(self.bot, update, **self._workflow)
+                # `replayed`: it may have been handled already (only its done mark lost).
+                await self.dispatcher.feed_update(
+                    self.bot, update, replayed=replayed, **self._workflow
+                )
             finally:
                 if command in _LOGIN_COMMANDS and self._login_commands[key] > 0:
                     self._login_commands[key] -= 1
@@ -349,20 +357,39 @@ class UpdateRunner:
         task.add_done_callback(forget)
 
     async def _run_one(self, update_id: int, handling: Awaitable[Any]) -> None:
-        try:
-            await handling
-        except asyncio.CancelledError:
-            raise  # not done: it runs again at the next start
-        except Exception as exc:
-            # The errors router has already answered the user; this is what it let through.
-            # Only the type: an exception text may quote what the user typed.
-            log.error("Update %s failed: %s", update_id, type(exc).__name__)
-            self.failed += 1
+        with self._collecting() as changes:
+            try:
+                await handling
+            except asyncio.CancelledError:
+                raise  # not done: it runs again at the next start
+            except Exception as exc:
+                # The errors router has already answered the user; this is what it let
+                # through. Only the type: an exception text may quote what the user typed.
+                log.error("Update %s failed: %s", update_id, type(exc).__name__)
+                self.failed += 1
         self.handled += 1
         try:
-            await self.inbox.mark_done(update_id, _now())
+            await self._mark_done(update_id, changes)
         except Exception as exc:
+            # Not done: it is handled again at the next start, which also brings the
+            # stored FSM state in line with what the user saw (memory has it until then).
             log.error("Update %s not marked done: %s", update_id, type(exc).__name__)
+
+    def _collecting(self) -> contextlib.AbstractContextManager[FsmChanges | None]:
+        """With the SQL FSM storage, the update's FSM writes wait for its done mark."""
+        if self._fsm is None:
+            return contextlib.nullcontext()
+        return self._fsm.collecting()
+
+    async def _mark_done(self, update_id: int, changes: FsmChanges | None) -> None:
+        """The done mark, and the update's FSM changes in the same transaction."""
+        if self._fsm is None or changes is None or not changes.records:
+            await self.inbox.mark_done(update_id, _now())
+            return
+        async with self._pool() as session:
+            await self._fsm.save(session, changes)
+            await self.inbox.mark_done(update_id, _now(), session=session)
+            await session.commit()
 
     async def _prune_now(self) -> None:
         self._last_prune = time.monotonic()

@@ -218,11 +218,16 @@ async def value_entered(
     session: AsyncSession,
     linked_user: TelegramUser,
     settings: Settings,
+    replayed: bool = False,
 ) -> None:
     assert message.text is not None
     # After a crash the inbox hands a message in again: if it already filled its slot,
     # go on from there instead of putting the same text into the next slot.
-    filled = await walk.slot_by_message(session, linked_user.id, message.message_id)
+    filled = (
+        await walk.slot_by_message(session, linked_user.id, message.message_id)
+        if replayed
+        else None
+    )
     if filled is not None:
         await show_next(
             bot, message.chat.id, state, session, linked_user, filled.draft_id, filled.position

@@ -275,34 +275,48 @@ async def latest_draft(session: AsyncSession, account_id: str, building_id: str)
 
 
 async def progress(session: AsyncSession, draft_id: int) -> Progress:
-    """Counts of the draft's slots by status (one grouped query)."""
-    draft = await session.get(Draft, draft_id)
-    if draft is None:
+    """The draft and the counts of its slots by status, in one grouped query."""
+    # count(warning) counts the slots whose value was kept after a warning; an empty
+    # slot never counts. A draft without slots gives one row with no status.
+    rows = (
+        await session.execute(
+            select(
+                Draft.building_id,
+                Draft.address,
+                Draft.period,
+                Draft.apartments,
+                DraftSlot.status,
+                func.count(DraftSlot.id),
+                func.count(DraftSlot.warning),
+            )
+            .outerjoin(DraftSlot, DraftSlot.draft_id == Draft.id)
+            .where(Draft.id == draft_id)
+            .group_by(Draft.id, DraftSlot.status)
+        )
+    ).all()
+    if not rows:
         msg = f"draft {draft_id} does not exist"
         raise LookupError(msg)
     counts: dict[str, int] = {}
     warnings = 0
-    # One grouped query: count(warning) counts the slots whose value was kept after
-    # a warning; an empty slot never counts.
-    rows = await session.execute(
-        select(DraftSlot.status, func.count(), func.count(DraftSlot.warning))
-        .where(DraftSlot.draft_id == draft_id)
-        .group_by(DraftSlot.status)
-    )
-    for status, count, warned in rows.all():
-        counts[str(status)] = int(count)
+    for row in rows:
+        status, count, warned = row[4], int(row[5]), int(row[6])
+        if status is None:
+            continue
+        counts[str(status)] = count
         if status != SlotStatus.EMPTY:
-            warnings += int(warned)
+            warnings += warned
     filled = sum(
         counts.get(status, 0)
         for status in (SlotStatus.FILLED, SlotStatus.SENDING, SlotStatus.ACCEPTED)
     )
+    building_id, address, period, apartments = rows[0][:4]
     return Progress(
-        draft_id=draft.id,
-        building_id=draft.building_id,
-        address=draft.address,
-        period=draft.period,
-        apartments=draft.apartments,
+        draft_id=draft_id,
+        building_id=building_id,
+        address=address,
+        period=period,
+        apartments=apartments,
         total=sum(counts.values()),
         filled=filled,
         skipped=counts.get(SlotStatus.SKIPPED, 0),

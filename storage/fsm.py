@@ -9,8 +9,15 @@ about five thread hand-offs per query, so reading through the database was the
 larger part of the bot's CPU per update (benchmarks/, profile). This is safe
 because the process is the only writer of its records: one bot process per
 database, the same assumption as its in-process event isolation (several
-instances need the Redis storage). Writes still go to the database before they
-return, and a write that would store what is already stored is not made.
+instances need the Redis storage). A write that would store what is already
+stored is not made.
+
+Within an update (`SqlStorage.collecting`, opened by the update runner) a handler
+sets the state and data several times (position, pending value, card id): those
+writes change memory only, and the runner writes them once, in the transaction
+that marks the update done (updates.py): the update's FSM changes and its done
+mark are committed together. Outside an update each write goes to the database
+before it returns.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import (
@@ -33,14 +41,14 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.fsm.storage.redis import RedisStorage
-from redis.asyncio import Redis
-from redis.exceptions import LockNotOwnedError, RedisError
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import FsmRecord
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,24 @@ class _Record:
     data: str  # JSON text: every read parses its own copy, so callers may change it
 
 
+@dataclass
+class FsmChanges:
+    """The records one update changed, to be written when it ends."""
+
+    records: dict[str, _Record] = field(default_factory=dict)
+    open: bool = True  # False once collected: a task the update started writes itself
+
+
+_changes: ContextVar[FsmChanges | None] = ContextVar("fsm_changes", default=None)
+
+
+async def _upsert_in(session: AsyncSession, storage_key: str, values: dict[str, Any]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(FsmRecord).values(key=storage_key, **values)
+    await session.execute(stmt.on_conflict_do_update(index_elements=[FsmRecord.key], set_=values))
+
+
 class SqlStorage(BaseStorage):
     """FSM storage in the `fsm_records` table; one short transaction per write."""
 
@@ -78,12 +104,33 @@ class SqlStorage(BaseStorage):
 
     async def _upsert(self, storage_key: str, values: dict[str, Any]) -> None:
         async with self._pool() as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            stmt = insert(FsmRecord).values(key=storage_key, **values)
-            stmt = stmt.on_conflict_do_update(index_elements=[FsmRecord.key], set_=values)
-            await session.execute(stmt)
+            await _upsert_in(session, storage_key, values)
             await session.commit()
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[FsmChanges]:
+        """Within this block (one update's task), writes change memory only."""
+        changes = FsmChanges()
+        token = _changes.set(changes)
+        try:
+            yield changes
+        finally:
+            _changes.reset(token)
+            changes.open = False
+
+    async def save(self, session: AsyncSession, changes: FsmChanges) -> None:
+        """Write the collected changes in the caller's transaction (not committed)."""
+        for storage_key, record in changes.records.items():
+            await _upsert_in(session, storage_key, {"state": record.state, "data": record.data})
+
+    async def _write(self, storage_key: str, record: _Record, **values: str | None) -> None:
+        changes = _changes.get()
+        if changes is None or not changes.open:
+            await self._upsert(storage_key, values)
+        else:
+            changes.records[storage_key] = record
+        for name, value in values.items():
+            setattr(record, name, value)
 
     async def _record(self, key: StorageKey) -> tuple[str, _Record]:
         storage_key = self._keys.build(key)
@@ -102,10 +149,8 @@ class SqlStorage(BaseStorage):
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         storage_key, record = await self._record(key)
         name = _state_name(state)
-        if name == record.state:
-            return
-        await self._upsert(storage_key, {"state": name})
-        record.state = name
+        if name != record.state:
+            await self._write(storage_key, record, state=name)
 
     async def get_state(self, key: StorageKey) -> str | None:
         _, record = await self._record(key)
@@ -117,10 +162,8 @@ class SqlStorage(BaseStorage):
             raise TypeError(msg)
         storage_key, record = await self._record(key)
         text = json.dumps(data, ensure_ascii=False)
-        if text == record.data:
-            return
-        await self._upsert(storage_key, {"data": text})
-        record.data = text
+        if text != record.data:
+            await self._write(storage_key, record, data=text)
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         _, record = await self._record(key)
@@ -154,6 +197,8 @@ class RenewedRedisIsolation(BaseEventIsolation):
 
     @contextlib.asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        from redis.exceptions import RedisError
+
         # thread_local=False: the renewing task must see the token the acquirer set.
         chat_lock = self.redis.lock(
             self.key_builder.build(key, "lock"),
@@ -175,6 +220,8 @@ class RenewedRedisIsolation(BaseEventIsolation):
                 log.warning("Chat lock not released: %s", type(exc).__name__)
 
     async def _renew(self, chat_lock: Any) -> None:
+        from redis.exceptions import LockNotOwnedError, RedisError
+
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
@@ -202,6 +249,9 @@ def create_fsm(
     """
     if not redis_url:
         return SqlStorage(session_pool), SimpleEventIsolation()
+    # Imported only with Redis: a single instance does not carry the client's memory.
+    from aiogram.fsm.storage.redis import RedisStorage
+
     redis_storage = RedisStorage.from_url(
         redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
     )

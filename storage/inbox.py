@@ -187,12 +187,17 @@ class Inbox:
             )
             await session.commit()
 
-    async def mark_done(self, update_id: int, now: datetime) -> None:
-        async with self._pool() as session:
-            await session.execute(
-                update(InboxUpdate).where(InboxUpdate.update_id == update_id).values(done_at=now)
-            )
-            await session.commit()
+    async def mark_done(
+        self, update_id: int, now: datetime, *, session: AsyncSession | None = None
+    ) -> None:
+        """Mark the update done; in the caller's transaction (not committed) if given."""
+        stmt = update(InboxUpdate).where(InboxUpdate.update_id == update_id).values(done_at=now)
+        if session is not None:
+            await session.execute(stmt)
+            return
+        async with self._pool() as own:
+            await own.execute(stmt)
+            await own.commit()
 
     async def next_offset(self) -> int | None:
         """The getUpdates offset that confirms everything stored, or None for an empty inbox."""
