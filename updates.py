@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import texts
 from handlers.auth import may_hold_password, message_lost
-from services.accounts import is_linked
+from services.accounts import linked_among
 from storage.fsm import FsmChanges, SqlStorage
 from storage.inbox import Inbox, Incoming, Stored
 
@@ -95,6 +95,15 @@ def _private_message(update: Update) -> Message | None:
     if message is None or message.chat.type != "private" or message.from_user is None:
         return None
     return message
+
+
+def _senders(updates: Sequence[Update]) -> set[int]:
+    """The senders of the private messages among the updates."""
+    return {
+        message.from_user.id
+        for message in map(_private_message, updates)
+        if message is not None and message.from_user is not None
+    }
 
 
 class UpdateRunner:
@@ -243,9 +252,11 @@ class UpdateRunner:
 
         When this returns, the updates are safe: the caller may confirm them to Telegram.
         """
-        async with self._accepting:
-            incoming = [await self._incoming(update) for update in updates]
-            stored = await self.inbox.store(incoming, _now())
+        async with self._accepting, self._pool() as session:
+            # One query for the whole batch: which senders are linked (see _holds_secret).
+            linked = await linked_among(session, _senders(updates))
+            incoming = [await self._incoming(update, linked) for update in updates]
+            stored = await self.inbox.store(incoming, _now(), session=session)
             new = 0
             for update, item in zip(updates, incoming, strict=True):
                 if update.update_id in stored:
@@ -255,9 +266,9 @@ class UpdateRunner:
         self.duplicates += len(updates) - new
         return new
 
-    async def _incoming(self, update: Update) -> Incoming:
+    async def _incoming(self, update: Update, linked: set[int]) -> Incoming:
         message = _private_message(update)
-        if message is not None and await self._holds_secret(message):
+        if message is not None and await self._holds_secret(message, linked):
             kind = "message" if update.message is not None else "edited_message"
             return Incoming(
                 update.update_id,
@@ -268,7 +279,8 @@ class UpdateRunner:
             )
         return Incoming(update.update_id, update.model_dump_json(exclude_none=True, by_alias=True))
 
-    async def _holds_secret(self, message: Message) -> bool:
+    async def _holds_secret(self, message: Message, linked: set[int]) -> bool:
+        """Whether the message may hold a password; `linked`: the batch's linked senders."""
         assert message.from_user is not None
         user_id = message.from_user.id
         command = _command_of(message.text)
@@ -280,12 +292,10 @@ class UpdateRunner:
             return False
         if self._login_commands[user_id] > 0:
             return True
-        async with self._pool() as session:
-            linked = await is_linked(session, user_id)
-        if not linked:
+        if user_id not in linked:
             return True
         state = self.dispatcher.fsm.get_context(self.bot, message.chat.id, user_id)
-        return may_hold_password(await state.get_state(), linked)
+        return may_hold_password(await state.get_state(), linked=True)
 
     # --- handling ------------------------------------------------------------------------
 
@@ -293,7 +303,9 @@ class UpdateRunner:
         if row.redacted:
             assert row.chat_id is not None and row.message_id is not None
             chat_id = row.chat_id
-            self._chain(chat_id, row.update_id, lambda: self._message_lost(chat_id, row))
+            self._chain(
+                chat_id, row.update_id, lambda: self._message_lost(chat_id, row), secret=True
+            )
             return
         update = Update.model_validate(json.loads(row.payload), context={"bot": self.bot})
         self._schedule(update, replayed=True)
@@ -319,7 +331,7 @@ class UpdateRunner:
                 if command in _LOGIN_COMMANDS and self._login_commands[key] > 0:
                     self._login_commands[key] -= 1
 
-        self._chain(key, update.update_id, handle)
+        self._chain(key, update.update_id, handle, secret=redacted)
 
     async def _message_lost(self, chat_id: int, row: Stored) -> None:
         assert row.message_id is not None
@@ -333,7 +345,7 @@ class UpdateRunner:
             started=row.started,
         )
 
-    def _chain(self, key: int, update_id: int, handle: Any) -> None:
+    def _chain(self, key: int, update_id: int, handle: Any, *, secret: bool = False) -> None:
         """Run `handle` after the key's previous update, then mark the update done."""
         previous = self._tails.get(key)
 
@@ -341,7 +353,7 @@ class UpdateRunner:
             if previous is not None:
                 await asyncio.wait({previous})
             async with self._semaphore:
-                await self._run_one(update_id, handle())
+                await self._run_one(update_id, handle(), secret=secret)
 
         task = asyncio.create_task(run(), name=f"update-{update_id}")
         self._tails[key] = task
@@ -356,8 +368,8 @@ class UpdateRunner:
 
         task.add_done_callback(forget)
 
-    async def _run_one(self, update_id: int, handling: Awaitable[Any]) -> None:
-        with self._collecting() as changes:
+    async def _run_one(self, update_id: int, handling: Awaitable[Any], *, secret: bool) -> None:
+        with self._collecting(secret) as changes:
             try:
                 await handling
             except asyncio.CancelledError:
@@ -375,9 +387,14 @@ class UpdateRunner:
             # stored FSM state in line with what the user saw (memory has it until then).
             log.error("Update %s not marked done: %s", update_id, type(exc).__name__)
 
-    def _collecting(self) -> contextlib.AbstractContextManager[FsmChanges | None]:
-        """With the SQL FSM storage, the update's FSM writes wait for its done mark."""
-        if self._fsm is None:
+    def _collecting(self, secret: bool) -> contextlib.AbstractContextManager[FsmChanges | None]:
+        """With the SQL FSM storage, the update's FSM writes wait for its done mark.
+
+        A crash before that mark replays the update, which brings the state back. A
+        message kept redacted cannot be replayed (its text was never stored): its
+        writes are made at once, as the user sees them (handlers.auth.message_lost).
+        """
+        if self._fsm is None or secret:
             return contextlib.nullcontext()
         return self._fsm.collecting()
 

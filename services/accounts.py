@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -416,7 +417,15 @@ async def company_name(session: AsyncSession, account_id: str) -> str | None:
     return None if account is None else account.name
 
 
-async def is_linked(session: AsyncSession, telegram_user_id: int) -> bool:
-    """Whether the Telegram user is linked to an account and not revoked."""
-    user = await session.get(TelegramUser, telegram_user_id)
-    return user is not None and user.account_id is not None and user.revoked_at is None
+async def linked_among(session: AsyncSession, telegram_user_ids: Collection[int]) -> set[int]:
+    """Which of these Telegram users are linked to an account and not revoked."""
+    if not telegram_user_ids:
+        return set()
+    rows = await session.scalars(
+        select(TelegramUser.id).where(
+            TelegramUser.id.in_(telegram_user_ids),
+            TelegramUser.account_id.is_not(None),
+            TelegramUser.revoked_at.is_(None),
+        )
+    )
+    return set(rows)

@@ -83,14 +83,20 @@ class Inbox:
         self.owner = owner
         self.lease = lease
 
-    async def store(self, items: Sequence[Incoming], now: datetime) -> set[int]:
+    async def store(
+        self, items: Sequence[Incoming], now: datetime, *, session: AsyncSession | None = None
+    ) -> set[int]:
         """Commit the updates not seen before, in one transaction; returns their ids.
 
         A redelivered update (its id already stored) is left out of the result, so it is
-        handled once, even when two webhook requests carry it at the same moment.
+        handled once, even when two webhook requests carry it at the same moment. With
+        `session`, the caller's transaction is the one committed.
         """
         if not items:
             return set()
+        if session is None:
+            async with self._pool() as own:
+                return await self.store(items, now, session=own)
         rows = [
             {
                 "update_id": item.update_id,
@@ -104,17 +110,16 @@ class Inbox:
             }
             for item in items
         ]
-        async with self._pool() as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            stmt = (
-                insert(InboxUpdate)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
-                .returning(InboxUpdate.update_id)
-            )
-            stored = set((await session.execute(stmt)).scalars())
-            await session.commit()
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(InboxUpdate)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
+            .returning(InboxUpdate.update_id)
+        )
+        stored = set((await session.execute(stmt)).scalars())
+        await session.commit()
         return stored
 
     async def claim_lapsed(self, now: datetime) -> list[Stored]:
