@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.crypto import SecretKeyError, Vault, load_or_create_secret_key
@@ -89,6 +89,65 @@ async def test_fsm_state_and_data_survive_a_new_engine(databases: Databases) -> 
     await restored.set_state(key, None)
     assert await restored.get_state(key) is None
     await second.dispose()
+
+
+async def _stored_state(engine: AsyncEngine) -> tuple[str | None, str | None] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SELECT state, data FROM fsm_records"))).first()
+    return None if row is None else (row.state, row.data)
+
+
+async def test_fsm_writes_of_an_update_are_stored_once_when_saved(engine: AsyncEngine) -> None:
+    """Inside `collecting` the handler sees its writes at once; the database gets them
+    only when the runner saves them (with the update's done mark), in one statement."""
+    await upgrade_database(engine)
+    pool = create_session_pool(engine)
+    storage = SqlStorage(pool)
+    key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    with storage.collecting() as changes:
+        await storage.set_state(key, Walk.entering_value)
+        await storage.update_data(key, {"position": 3})
+        await storage.update_data(key, {"card_id": 17})
+        assert await storage.get_state(key) == "Walk:entering_value"
+        assert await storage.get_data(key) == {"position": 3, "card_id": 17}
+    assert statements == []
+    assert await _stored_state(engine) is None
+    async with pool() as session:
+        await storage.save(session, changes)
+        await session.commit()
+    assert len(statements) == 1  # state and data in one statement
+    state, data = await _stored_state(engine) or (None, None)
+    assert state == "Walk:entering_value" and data is not None and '"card_id": 17' in data
+
+    # Outside an update (a background task) a write is stored before it returns.
+    await storage.update_data(key, {"card_id": 18})
+    assert '"card_id": 18' in str(await _stored_state(engine))
+
+
+async def test_fsm_write_after_the_update_ended_is_stored_at_once(engine: AsyncEngine) -> None:
+    """A task an update started may write after the update was saved: never lost."""
+    await upgrade_database(engine)
+    storage = SqlStorage(create_session_pool(engine))
+    key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+    release = asyncio.Event()
+
+    async def later() -> None:
+        await release.wait()
+        await storage.set_state(key, Walk.entering_value)
+
+    with storage.collecting() as changes:
+        task = asyncio.create_task(later())  # copies the update's context
+    assert not changes.records
+    release.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert (await _stored_state(engine) or (None, None))[0] == "Walk:entering_value"
 
 
 def test_vault_round_trip_and_rotation() -> None:
