@@ -7,7 +7,7 @@ pipe; in the benchmark (benchmarks/, profile) those wake-ups cost more of the bo
 CPU than SQLite itself. Here the cursor is created, executed, read to the end and
 closed in one hand-off: a statement costs one round trip instead of four. The rows,
 `description`, `rowcount` and `lastrowid` are what SQLAlchemy then reads; sqlite3
-keeps them on a closed cursor. Commits and rollbacks are aiosqlite's own.
+keeps them on a closed cursor. A rollback with no transaction open is skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ class _Cursor(aiosqlite.Cursor):
 class _Connection(aiosqlite.Connection):
     def cursor(self) -> _Cursor:  # type: ignore[override]
         return _Cursor(self)
+
+    async def rollback(self) -> None:
+        """No hand-off when no transaction is open: SQLAlchemy rolls back at the end of
+        every session and again when the pool takes the connection back."""
+        if self._connection is not None and not self._connection.in_transaction:
+            return
+        await super().rollback()
 
 
 def connector(url: URL) -> Callable[[], Coroutine[Any, Any, aiosqlite.Connection]]:

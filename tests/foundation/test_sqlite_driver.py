@@ -70,3 +70,10 @@ async def test_a_statement_is_one_hand_off(
         rows = (await conn.execute(select(items.c.id, items.c.name))).all()
         assert rows == []
         assert len(hand_offs) == 1
+        await conn.rollback()  # nothing was open: no hand-off
+        assert len(hand_offs) == 1
+        await conn.execute(insert(items).values(name="кв. 1"))
+        await conn.rollback()
+        assert len(hand_offs) == 3
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM items"))).scalar() == 0
