@@ -10,6 +10,7 @@ never queued (a crash in between, or batches settled by another sender).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
@@ -202,7 +203,11 @@ async def summary_workbook(session: AsyncSession, submission_id: int, tz: ZoneIn
     }
     known = {meter.id for meter in meters}
     values = {k: v for k, v in values.items() if k in known}
-    return submission_template(building, meters, values, taken_on=taken_on, skip_reasons=reasons)
+    # Off the event loop: a 500-apartment building's file takes about a third of a
+    # second to write, and every inspector's answers would wait for it.
+    return await asyncio.to_thread(
+        submission_template, building, meters, values, taken_on=taken_on, skip_reasons=reasons
+    )
 
 
 def workbook_filename(summary: SubmissionSummary) -> str:
