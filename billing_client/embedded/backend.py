@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import SecretStr
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Row, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -399,10 +399,19 @@ class EmbeddedBilling(TokenAuthBilling):
         )
 
     @staticmethod
-    async def _slots(session: AsyncSession, building_id: int) -> Sequence[SlotRow]:
+    async def _slots(session: AsyncSession, building_id: int) -> Sequence[Row[Any]]:
+        # Plain rows, not SlotRow objects: a building has hundreds of slots and
+        # nothing here changes them.
         return (
-            await session.scalars(
-                select(SlotRow)
+            await session.execute(
+                select(
+                    SlotRow.id,
+                    SlotRow.apartment,
+                    SlotRow.serial_number,
+                    SlotRow.tariff,
+                    SlotRow.digits,
+                    SlotRow.fraction_digits,
+                )
                 .where(SlotRow.building_id == building_id)
                 .order_by(SlotRow.position, SlotRow.id)
             )
