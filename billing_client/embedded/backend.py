@@ -399,7 +399,9 @@ class EmbeddedBilling(TokenAuthBilling):
         )
 
     @staticmethod
-    async def _slots(session: AsyncSession, building_id: int) -> Sequence[Row[Any]]:
+    async def _slots(
+        session: AsyncSession, building_id: int
+    ) -> Sequence[Row[int, str, str, str, int, int]]:
         # Plain rows, not SlotRow objects: a building has hundreds of slots and
         # nothing here changes them.
         return (
