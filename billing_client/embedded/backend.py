@@ -339,9 +339,17 @@ class EmbeddedBilling(TokenAuthBilling):
         """The account's buildings, in import order."""
         async with self._sessions() as session:
             account_id = await self._account_id(session, token)
+            # Plain rows, not BuildingRow objects: an account may have 10,000 buildings,
+            # and that many ORM objects cost the process ~10 MB more at its peak.
             rows = (
-                await session.scalars(
-                    select(BuildingRow)
+                await session.execute(
+                    select(
+                        BuildingRow.id,
+                        BuildingRow.city,
+                        BuildingRow.street,
+                        BuildingRow.house,
+                        BuildingRow.address,
+                    )
                     .where(BuildingRow.account_id == account_id)
                     .order_by(BuildingRow.position, BuildingRow.id)
                 )
