@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePath
-from typing import Any
-
-from openpyxl import Workbook, load_workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import Cell
-from openpyxl.styles import Font
-from openpyxl.utils.exceptions import InvalidFileException
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from typing import TYPE_CHECKING, Any
 
 from billing_client.models import Building, Meter
+
+# openpyxl is imported where a spreadsheet is read or written: the bot imports this
+# module for TemplateRow, and openpyxl would cost it ~5 MB of memory for nothing.
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import Cell
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 TARIFFS = ("день", "ночь", "пик", "полупик")
 # The complete zone sets a meter may have; a single-tariff meter has none.
@@ -179,6 +179,9 @@ def _problem(row: int | None, column: str | None, message: str) -> TemplateProbl
 
 
 def _read_xlsx(data: bytes) -> list[list[Any]]:
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError):
@@ -558,6 +561,8 @@ def _date(cell: Any) -> date | None:
 
 def write_template(rows: Iterable[TemplateRow]) -> bytes:
     """An .xlsx with exactly the template's headers, in order, and one row per slot."""
+    from openpyxl import Workbook
+
     workbook = Workbook(write_only=True)
     _fill_template_sheet(workbook.create_sheet("Макет"), rows)
     return _save(workbook)
@@ -579,6 +584,8 @@ def submission_template(
     «Примечания» (apartment, serial number, tariff, reason), where they cannot
     break the upload.
     """
+    from openpyxl import Workbook
+
     known = {meter.id for meter in meters}
     strays = (set(values) | set(skip_reasons or {})) - known
     if strays:
@@ -626,6 +633,9 @@ _WIDTHS = (16, 28, 10, 10, 18, 11, 11, 10, 14, 14, 14, 14)
 
 
 def _write_header(sheet: WriteOnlyWorksheet, headers: Sequence[str], widths: Sequence[int]) -> None:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     for index, width in enumerate(widths):
         # WriteOnlyWorksheet has column_dimensions at run time; the stubs omit it.
@@ -641,6 +651,8 @@ def _write_header(sheet: WriteOnlyWorksheet, headers: Sequence[str], widths: Seq
 
 
 def _text_cell(sheet: WriteOnlyWorksheet, value: str | None) -> Cell | None:
+    from openpyxl.cell import WriteOnlyCell
+
     if value is None:
         return None
     # Text format, so that Excel keeps "00412" and does not turn "7/1" into a date

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from schema_revisions import is_current
+
+# Alembic is imported only when there is a migration to run (schema_revisions).
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ MIGRATION_LOCK = 7_352_002  # pg_advisory_xact_lock key (the bot's own schema us
 
 def alembic_config() -> Config:
     """An Alembic config for billing_client/migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -84,11 +89,15 @@ def alembic_config() -> Config:
 
 def revisions() -> list[str]:
     """Every revision id of the billing schema, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
 async def _migrate(url: str, action: str, target: str) -> None:
+    from alembic import command
+
     # Foreign keys off while migrating: SQLite's batch mode rebuilds a table by
     # copy-and-drop, and dropping a parent with foreign keys on would cascade.
     # The check afterwards makes sure the result is still consistent.
@@ -119,6 +128,13 @@ async def _migrate(url: str, action: str, target: str) -> None:
 
 async def upgrade_billing_database(url: str, target: str = "head") -> None:
     """Bring the billing database to `target` (default: the newest revision)."""
+    if target == "head":
+        engine = create_billing_engine(url)
+        try:
+            if await is_current(engine, VERSION_TABLE, MIGRATIONS / "versions"):
+                return
+        finally:
+            await engine.dispose()
     logger.debug("upgrading the billing database (%s) to %s", database_kind(url), target)
     await _migrate(url, "upgrade", target)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,11 +16,20 @@ from aiogram.fsm.storage.base import StorageKey
 from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schema_revisions import head_revisions
 from storage.crypto import SecretKeyError, Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool
 from storage.fsm import SqlStorage
-from storage.migrate import downgrade_database, revisions, upgrade_database
+from storage.migrate import (
+    MIGRATIONS,
+    alembic_config,
+    downgrade_database,
+    revisions,
+    upgrade_database,
+)
 from tests.harness.databases import Databases, on_postgresql
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -47,6 +58,55 @@ async def test_migrations_stairway(engine: AsyncEngine) -> None:
     assert {"accounts", "telegram_users", "fsm_records"} <= await table_names(engine)
     await downgrade_database(engine, "base")
     assert await table_names(engine) == set()
+
+
+def test_newest_revisions_are_read_from_the_scripts_as_alembic_reads_them() -> None:
+    from alembic.script import ScriptDirectory
+
+    from billing_client.embedded import db as billing_db
+
+    for config, folder in (
+        (alembic_config(), MIGRATIONS / "versions"),
+        (billing_db.alembic_config(), billing_db.MIGRATIONS / "versions"),
+    ):
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        assert heads and head_revisions(folder) == heads
+
+
+async def test_a_start_on_current_databases_does_not_load_alembic(databases: Databases) -> None:
+    """Alembic stays in memory once imported (~10 MB): a bot with nothing to migrate skips it."""
+    from billing_client.embedded.db import upgrade_billing_database
+
+    engine = create_engine(databases.bot)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+    await upgrade_billing_database(databases.billing)
+    start = (
+        "import asyncio, os, sys\n"
+        "from storage.engine import create_engine\n"
+        "from storage.migrate import upgrade_database\n"
+        "from billing_client.embedded.db import upgrade_billing_database\n"
+        "async def main():\n"
+        "    engine = create_engine(os.environ['DATABASE_URL'])\n"
+        "    await upgrade_database(engine)\n"
+        "    await engine.dispose()\n"
+        "    await upgrade_billing_database(os.environ['BILLING_DATABASE_URL'])\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('alembic', 'mako') if m in sys.modules))\n"
+    )
+    child = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", start],
+        cwd=ROOT,
+        env={**os.environ, **databases.settings()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "[]"
 
 
 @pytest.mark.skipif(on_postgresql(), reason="checks SQLite's own settings")
