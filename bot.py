@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -349,6 +350,11 @@ async def run(settings: Settings) -> None:
                 database_kind(settings.DATABASE_URL),
                 describe_billing(settings),
             )
+            # Everything built so far (modules, models, routers) lives as long as the
+            # process: the garbage collector's full passes stop walking it. Without
+            # this each full pass walked about 240,000 objects, 0.1-0.25 s during
+            # which no update was answered (benchmarks/, paced latency).
+            gc.freeze()
             runner = UpdateRunner(
                 bot=bot,
                 dispatcher=dispatcher,

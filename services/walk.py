@@ -7,17 +7,17 @@ each value is committed before the bot answers, so nothing typed is lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_client.models import Building, BuildingMeters, Meter
 from services.apartments import apartment_sort_key, find_apartment
 from services.values import (
-    ParsedReading,
     PlausibilityWarning,
     ValueProblem,
     check_plausibility,
@@ -118,7 +118,13 @@ class NotEditable:
 ValueOutcome = Saved | NeedsConfirmation | Refused | NotEditable
 
 
-def _slot(row: DraftSlot) -> Slot:
+# The walk reads and writes one slot per keystroke: through the table (plain rows and a
+# plain UPDATE), not ORM objects, whose loading and flushing cost more than the query.
+SLOTS: Table = DraftSlot.__table__  # type: ignore[assignment]
+
+
+def _slot(row: Any) -> Slot:
+    """A Slot from a draft_slots row (or a DraftSlot object: same attribute names)."""
     return Slot(
         draft_id=row.draft_id,
         position=row.position,
@@ -331,9 +337,9 @@ async def slot_at(session: AsyncSession, draft_id: int, position: int) -> Slot |
     """The slot at `position` in walking order, or None past the end."""
     row = (
         await session.execute(
-            select(DraftSlot).where(DraftSlot.draft_id == draft_id, DraftSlot.position == position)
+            select(SLOTS).where(SLOTS.c.draft_id == draft_id, SLOTS.c.position == position)
         )
-    ).scalar_one_or_none()
+    ).first()
     return _slot(row) if row else None
 
 
@@ -341,31 +347,31 @@ async def next_open(session: AsyncSession, draft_id: int, after: int = -1) -> Sl
     """The first slot after `after` that still needs a value (empty or rejected)."""
     row = (
         await session.execute(
-            select(DraftSlot)
+            select(SLOTS)
             .where(
-                DraftSlot.draft_id == draft_id,
-                DraftSlot.position > after,
-                DraftSlot.status.in_(OPEN_STATUSES),
+                SLOTS.c.draft_id == draft_id,
+                SLOTS.c.position > after,
+                SLOTS.c.status.in_(OPEN_STATUSES),
             )
-            .order_by(DraftSlot.position)
+            .order_by(SLOTS.c.position)
             .limit(1)
         )
-    ).scalar_one_or_none()
+    ).first()
     return _slot(row) if row else None
 
 
 async def warned_slots(session: AsyncSession, draft_id: int) -> list[Slot]:
     """Slots whose value was kept after a below-previous or big-jump warning."""
     rows = await session.execute(
-        select(DraftSlot)
+        select(SLOTS)
         .where(
-            DraftSlot.draft_id == draft_id,
-            DraftSlot.warning.is_not(None),
-            DraftSlot.status != SlotStatus.EMPTY,
+            SLOTS.c.draft_id == draft_id,
+            SLOTS.c.warning.is_not(None),
+            SLOTS.c.status != SlotStatus.EMPTY,
         )
-        .order_by(DraftSlot.position)
+        .order_by(SLOTS.c.position)
     )
-    return [_slot(row) for row in rows.scalars()]
+    return [_slot(row) for row in rows]
 
 
 async def apartment_position(session: AsyncSession, draft_id: int, query: str) -> int | None:
@@ -402,23 +408,25 @@ async def enter_value(
     """
     row = await _slot_row(session, draft_id, position)
     slot = _slot(row)
-    if row.status == SlotStatus.SENDING:
+    if slot.status == SlotStatus.SENDING:
         return NotEditable(slot)
-    parsed = parse_reading(text, row.digits, row.fraction_digits)
+    parsed = parse_reading(text, slot.digits, slot.fraction_digits)
     if isinstance(parsed, ValueProblem):
         return Refused(slot, parsed)
-    warning = check_plausibility(parsed.value, row.previous_value, jump_limit)
+    warning = check_plausibility(parsed.value, slot.previous_value, jump_limit)
     if warning is not None and confirmed_value != parsed.value:
         return NeedsConfirmation(slot, parsed.value, warning)
+    entered = _Entered(user_id=user_id, at=now, message_id=message_id)
     return Saved(
         await _store(
             session,
-            row,
-            value=parsed,
+            row.id,
+            slot,
+            entered,
+            status=SlotStatus.FILLED,
+            value=parsed.value,
             warning=warning.kind.value if warning else None,
-            user_id=user_id,
-            message_id=message_id,
-            now=now,
+            skip_reason=None,
         )
     )
 
@@ -434,65 +442,92 @@ async def skip_slot(
 ) -> Slot | None:
     """Mark a slot as skipped with a reason; None if it is being sent right now."""
     row = await _slot_row(session, draft_id, position)
-    if row.status == SlotStatus.SENDING:
+    slot = _slot(row)
+    if slot.status == SlotStatus.SENDING:
         return None
-    row.status = SlotStatus.SKIPPED
-    row.value = None
-    row.warning = None
-    row.skip_reason = reason.value
-    row.entered_by = user_id
-    row.entered_at = now
-    row.source_message_id = None
-    row.rejection_code = row.rejection_message = None
-    await session.commit()
-    return _slot(row)
+    entered = _Entered(user_id=user_id, at=now, message_id=None)
+    return await _store(
+        session,
+        row.id,
+        slot,
+        entered,
+        status=SlotStatus.SKIPPED,
+        value=None,
+        warning=None,
+        skip_reason=reason.value,
+    )
 
 
 async def slot_by_message(session: AsyncSession, user_id: int, message_id: int) -> Slot | None:
     """The slot a user's message filled (to apply an edit of that message)."""
     row = (
         await session.execute(
-            select(DraftSlot)
-            .where(DraftSlot.entered_by == user_id, DraftSlot.source_message_id == message_id)
-            .order_by(DraftSlot.id.desc())
+            select(SLOTS)
+            .where(SLOTS.c.entered_by == user_id, SLOTS.c.source_message_id == message_id)
+            .order_by(SLOTS.c.id.desc())
             .limit(1)
         )
-    ).scalar_one_or_none()
+    ).first()
     return _slot(row) if row else None
 
 
-async def _slot_row(session: AsyncSession, draft_id: int, position: int) -> DraftSlot:
+async def _slot_row(session: AsyncSession, draft_id: int, position: int) -> Any:
     row = (
         await session.execute(
-            select(DraftSlot).where(DraftSlot.draft_id == draft_id, DraftSlot.position == position)
+            select(SLOTS).where(SLOTS.c.draft_id == draft_id, SLOTS.c.position == position)
         )
-    ).scalar_one_or_none()
+    ).first()
     if row is None:
         msg = f"no slot {position} in draft {draft_id}"
         raise LookupError(msg)
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Entered:
+    """Who put a value (or a skip) into a slot, when, and by which message."""
+
+    user_id: int
+    at: datetime
+    message_id: int | None
+
+
 async def _store(
     session: AsyncSession,
-    row: DraftSlot,
+    slot_id: int,
+    slot: Slot,
+    entered: _Entered,
     *,
-    value: ParsedReading,
+    status: SlotStatus,
+    value: str | None,
     warning: str | None,
-    user_id: int,
-    message_id: int | None,
-    now: datetime,
+    skip_reason: str | None,
 ) -> Slot:
-    row.status = SlotStatus.FILLED
-    row.value = value.value
-    row.warning = warning
-    row.skip_reason = None
-    row.entered_by = user_id
-    row.entered_at = now
-    row.source_message_id = message_id
-    row.rejection_code = row.rejection_message = None
+    """Write the slot's new content (any earlier rejection cleared) and commit."""
+    await session.execute(
+        update(SLOTS)
+        .where(SLOTS.c.id == slot_id)
+        .values(
+            status=status,
+            value=value,
+            warning=warning,
+            skip_reason=skip_reason,
+            entered_by=entered.user_id,
+            entered_at=entered.at,
+            source_message_id=entered.message_id,
+            rejection_code=None,
+            rejection_message=None,
+        )
+    )
     await session.commit()
-    return _slot(row)
+    return replace(
+        slot,
+        status=status,
+        value=value,
+        warning=warning,
+        skip_reason=skip_reason,
+        rejection_message=None,
+    )
 
 
 async def reset_sending(session: AsyncSession, submission_id: int) -> None:
