@@ -42,9 +42,9 @@ from aiogram.fsm.storage.base import (
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.engine import upsert_insert
 from storage.models import FsmRecord
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ _changes: ContextVar[FsmChanges | None] = ContextVar("fsm_changes", default=None
 
 
 async def _upsert_in(session: AsyncSession, storage_key: str, values: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_insert(session)
     stmt = insert(FsmRecord).values(key=storage_key, **values)
     await session.execute(stmt.on_conflict_do_update(index_elements=[FsmRecord.key], set_=values))
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from storage.engine import upsert_insert
 from storage.models import InboxUpdate
 
 # Done rows kept for dedupe: a redelivery comes within minutes (a webhook answer lost,
@@ -110,8 +110,7 @@ class Inbox:
             }
             for item in items
         ]
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(session)
         stmt = (
             insert(InboxUpdate)
             .values(rows)
