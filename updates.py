@@ -5,7 +5,10 @@ before its handler has finished, so a crash or a stop in between loses it. Here 
 update is first committed to the inbox (storage/inbox.py), only then confirmed (the
 offset moves on, or the webhook request is answered 200), then handled through
 `dispatcher.feed_update` and marked done. At start the rows not done are handled
-again, oldest first; a redelivered update_id is stored and handled once.
+again, oldest first (the handlers get `replayed=True`: it may have been handled
+already); a redelivered update_id is stored and handled once. With the FSM on the
+bot's database, an update's FSM changes are committed in the transaction that marks
+it done.
 
 Several instances may share the inbox (webhook mode behind a load balancer). Each row
 is claimed by the instance that stored it, which renews its claims every third of

@@ -4,11 +4,15 @@ against the fake Bot API server and the embedded billing's demo account."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
 
 from services.apartments import apartment_sort_key
+from storage.engine import create_engine
 from storage.models import SlotStatus, TelegramUser
-from tests.conftest import App
+from tests.conftest import App, make_settings, running_app
 from tests.flows.walking import (
     card_text,
     choose_building,
@@ -18,6 +22,7 @@ from tests.flows.walking import (
     shows,
     slots,
 )
+from tests.harness.fake_telegram import FakeTelegram
 
 
 async def test_the_card_shows_apartment_serial_capacity_zone_and_progress(app: App) -> None:
@@ -290,3 +295,46 @@ async def test_two_inspectors_share_the_draft_and_each_value_records_who(app: Ap
     await choose_building(ivan)
     card = (await ivan.wait_for("Введите показание")).text
     assert "заполнено 3" in card and "Прибор 4 из" in card
+
+
+@pytest.mark.parametrize("fsm_stored", [False, True], ids=["fsm-before", "fsm-after"])
+async def test_a_value_whose_done_mark_was_lost_is_not_entered_twice_after_a_restart(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, fsm_stored: bool
+) -> None:
+    """The value is committed before the answer; the FSM's new position and the done
+    mark come after it, together. A crash between the two leaves the value stored, the
+    old position and the update not done: the next start replays the update, finds the
+    slot its message filled and goes on from there (SQLite: the FSM in the database).
+    With the new position already stored (fsm-after) the replay must not put the value
+    into the next slot either."""
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+    async with running_app(fake_telegram, settings) as app:
+        phone = await open_building(app)
+        first, second = (await slots(app))[:2]
+        assert await app.runner.drain(10)  # the card's update done, its FSM stored
+        async with app.engine.connect() as conn:
+            before = (await conn.execute(text("SELECT key, state, data FROM fsm_records"))).all()
+        await phone.ask(plausible(first), until="Прибор 2 из")
+    # What the crash would have left: the value's update not done, the FSM as before it.
+    engine = create_engine(settings.DATABASE_URL)
+    async with engine.begin() as conn:
+        for key, state, data in [] if fsm_stored else before:
+            await conn.execute(
+                text("UPDATE fsm_records SET state = :s, data = :d WHERE key = :k"),
+                {"s": state, "d": data, "k": key},
+            )
+        await conn.execute(
+            text(
+                "UPDATE inbox_updates SET done_at = NULL, claimed_until = NULL "
+                "WHERE update_id = (SELECT max(update_id) FROM inbox_updates)"
+            )
+        )
+    await engine.dispose()
+    since = phone.mark()
+    async with running_app(fake_telegram, settings) as app:
+        await phone.wait_for("Прибор 2 из", since=since)
+        await phone.ask(plausible(second), until="Прибор 3 из")
+        rows = await slots(app)
+    assert rows[0].value == plausible(first) and rows[0].status == SlotStatus.FILLED
+    assert rows[1].value == plausible(second) and rows[1].status == SlotStatus.FILLED
+    assert rows[2].status == SlotStatus.EMPTY
