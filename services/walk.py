@@ -124,7 +124,7 @@ SLOTS: Table = DraftSlot.__table__  # type: ignore[assignment]
 
 
 def _slot(row: Any) -> Slot:
-    """A Slot from a draft_slots row (or a DraftSlot object: same attribute names)."""
+    """A Slot from a row of draft_slots."""
     return Slot(
         draft_id=row.draft_id,
         position=row.position,

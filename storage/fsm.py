@@ -87,7 +87,8 @@ async def _upsert_in(session: AsyncSession, storage_key: str, values: dict[str, 
 
 
 class SqlStorage(BaseStorage):
-    """FSM storage in the `fsm_records` table; one short transaction per write."""
+    """FSM storage in the `fsm_records` table: reads from memory; a write is its own
+    short transaction, or waits in `collecting` for the runner's `save`."""
 
     def __init__(
         self,

@@ -1,7 +1,9 @@
 """The inbox: every Telegram update is committed here before Telegram is told it arrived.
 
-Each method is one short transaction of its own (like the FSM storage): the inbox is
-the plumbing under the handlers, not part of any use case's transaction.
+Each method is one short transaction of its own: the inbox is the plumbing under the
+handlers, not part of any use case's transaction. Two take the caller's session when
+given one: `store` (the runner checks the batch's senders in the same transaction)
+and `mark_done` (the runner commits the update's FSM changes with it).
 
 Several instances share one inbox. A row is claimed by the instance that stored it
 (`claimed_by`, until `claimed_until`), which renews its claims while it lives. Only a
