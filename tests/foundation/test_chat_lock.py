@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(
     not os.environ.get("TEST_REDIS_URL"), reason="needs a test Redis (TEST_REDIS_URL)"
 )
 
-TTL = 0.6  # seconds; the bot uses storage.fsm.CHAT_LOCK_TTL
+TTL = 2.0  # seconds; the bot uses storage.fsm.CHAT_LOCK_TTL (5 s). Long enough that a
+# loaded CI machine stalling the event loop for a moment does not let the lock lapse.
 KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
 KEYS = DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
 LOCK_NAME = KEYS.build(KEY, "lock")
