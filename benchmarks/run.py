@@ -5,7 +5,9 @@
 One fake Bot API server (tests/harness) serves every process of the run, in turn:
 
 1. the echo bot (benchmarks/echo_bot.py): saturation with 1, 10 and 100 users, a
-   paced run: the floor that aiogram and HTTP alone set on this machine, now;
+   paced run: the floor that aiogram and HTTP alone set on this machine, now; then
+   the floor bot (benchmarks/floor_bot.py): the least a reading can cost (the value
+   committed to SQLite, the card edited, the message deleted), 10 users and paced;
 2. the bot (python bot.py, embedded billing, SQLite) on a small database: the same
    saturation levels with inspectors doing the real flow, the paced run with 100
    inspectors (one action every 3 s), and a per-reading latency probe;
@@ -36,8 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +62,12 @@ from benchmarks.seed import FIRST_USER_ID, PlannedBuilding, Seeded, plan_buildin
 from benchmarks.webhook import bench_webhook, services
 from tests.harness import BotProcess, FakeTelegram
 from tests.harness.fake_telegram import BOT_TOKEN
+from tests.harness.state import ChatEvent
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# The floor bot's users are chats of their own: the bot's inspectors start on clean chats.
+FLOOR_USERS_OFFSET = 50_000
 READY_TIMEOUT = 180.0  # importing aiogram on a busy 2-core machine takes a while
 
 # The issue's keys (every one a number measured in the run), then the rest.
@@ -370,22 +375,36 @@ def _phones(tg: FakeTelegram, first: int, count: int) -> Iterator[Any]:
         yield tg.user(user_id, f"Контролёр {user_id}", started=True)
 
 
-async def bench_echo(
-    tg: FakeTelegram, config: Config, log_dir: Path, results: dict[str, Any]
+@dataclass(frozen=True)
+class Reference:
+    """A reference bot of the run: its script, how it answers, which levels it runs."""
+
+    name: str  # the prefix of its figures: echo_..., floor_...
+    script: str
+    answered: Callable[[ChatEvent], bool]
+    all_levels: bool  # saturation at 1, 10 and 100 users, or at 10 only
+    first_user: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+async def bench_reference(
+    tg: FakeTelegram, config: Config, log_dir: Path, results: dict[str, Any], ref: Reference
 ) -> None:
+    """Saturation and the paced run against a reference bot (users just type values)."""
     rng = random.Random(1)
-    async with running(tg, "benchmarks/echo_bot.py", {}, log_dir, "echo") as process:
+    levels = config.levels if ref.all_levels else config.levels[1:2]
+    async with running(tg, ref.script, ref.env, log_dir, ref.name) as process:
         monitor = Monitor(process.pid)
-        driver = Driver(tg, echo_answer)
-        phones = list(_phones(tg, FIRST_USER_ID, max(config.levels[-1], config.paced_users)))
+        driver = Driver(tg, ref.answered)
+        phones = list(_phones(tg, ref.first_user, max(levels[-1], config.paced_users)))
         users: list[SimulatedUser] = [EchoUser(driver, phone, rng) for phone in phones]
         await users[0].step()
-        results["echo_peak_rss_mb_with_start"] = round(monitor.peak_rss_mb(), 1)
+        results[f"{ref.name}_peak_rss_mb_with_start"] = round(monitor.peak_rss_mb(), 1)
         monitor.reset_peak()
-        for level in config.levels:
+        for level in levels:
             result = await saturate(users[:level], driver.recorder, monitor, config)
-            print(f"bench: echo, {level} users: {result}", flush=True)
-            _put_saturation(results, "echo_", level, config, result)
+            print(f"bench: {ref.name}, {level} users: {result}", flush=True)
+            _put_saturation(results, f"{ref.name}_", level, config, result)
         paced_latency = await run_paced(
             users[: config.paced_users],
             driver.recorder,
@@ -393,13 +412,29 @@ async def bench_echo(
             config.paced_interval,
             rng,
         )
-        print(f"bench: echo, paced: {paced_latency}", flush=True)
-        _put_paced(results, "echo_", paced_latency)
-        results["echo_api_calls_per_update"] = round(
+        print(f"bench: {ref.name}, paced: {paced_latency}", flush=True)
+        _put_paced(results, f"{ref.name}_", paced_latency)
+        results[f"{ref.name}_api_calls_per_update"] = round(
             sum(driver.recorder.calls_by_method.values()) / max(len(driver.recorder.steps), 1), 3
         )
-        results["echo_peak_rss_mb"] = round(monitor.peak_rss_mb(), 1)
+        results[f"{ref.name}_api_errors"] = sum(driver.recorder.errors.values())
+        results[f"{ref.name}_peak_rss_mb"] = round(monitor.peak_rss_mb(), 1)
         driver.close()
+
+
+def references(work: Path) -> list[Reference]:
+    """The echo bot (aiogram and HTTP alone) and the floor bot (the least a reading costs)."""
+    return [
+        Reference("echo", "benchmarks/echo_bot.py", echo_answer, True, FIRST_USER_ID),
+        Reference(
+            "floor",
+            "benchmarks/floor_bot.py",
+            card_answer,
+            False,
+            FIRST_USER_ID + FLOOR_USERS_OFFSET,
+            {"FLOOR_DB": str(work / "floor.db")},
+        ),
+    ]
 
 
 def _put_paced(results: dict[str, Any], prefix: str, latency: Latency) -> None:
@@ -684,6 +719,16 @@ def derive(results: dict[str, Any]) -> None:
             2,
         )
     results["cpu_per_update_ratio_vs_echo"] = results["cpu_per_update_ratio_vs_echo_10"]
+    results["floor_cpu_per_update_ratio_vs_echo"] = round(
+        results["floor_cpu_ms_per_update_10_inspectors"]
+        / results["echo_cpu_ms_per_update_10_inspectors"],
+        2,
+    )
+    results["cpu_per_update_ratio_vs_floor"] = round(
+        results["cpu_ms_per_update_10_inspectors"]
+        / results["floor_cpu_ms_per_update_10_inspectors"],
+        2,
+    )
     results["api_calls_per_update_ratio_vs_echo"] = round(
         results["api_calls_per_update"] / results["echo_api_calls_per_update"], 2
     )
@@ -809,6 +854,21 @@ def polling_markdown(results: dict[str, Any]) -> list[str]:
         f"| {r['p95_ms_paced_100_inspectors']} | {r['p99_ms_paced_100_inspectors']} |",
         f"| echo | {r['echo_p50_ms_paced_100_inspectors']} "
         f"| {r['echo_p95_ms_paced_100_inspectors']} | {r['echo_p99_ms_paced_100_inspectors']} |",
+        f"| floor bot (values only) | {r['floor_p50_ms_paced_100_inspectors']} "
+        f"| {r['floor_p95_ms_paced_100_inspectors']} | {r['floor_p99_ms_paced_100_inspectors']} |",
+        "",
+        "## The floor: the least a reading can cost",
+        "",
+        "benchmarks/floor_bot.py commits each value to SQLite (WAL, synchronous=FULL), "
+        "edits the chat's card and deletes the message: no sessions, FSM, inbox, access "
+        "check or ORM. Measured in the same run, 10 users:",
+        "",
+        "| | updates/s | CPU ms/update | vs echo | bot vs floor |",
+        "|---|---:|---:|---:|---:|",
+        f"| floor bot | {r['floor_updates_per_s_10_inspectors']} "
+        f"| {r['floor_cpu_ms_per_update_10_inspectors']} "
+        f"| {r['floor_cpu_per_update_ratio_vs_echo']} "
+        f"| {r['cpu_per_update_ratio_vs_floor']} |",
         "",
         "## Bot API calls",
         "",
@@ -870,7 +930,8 @@ async def bench(config: Config, profile: bool, parts: set[str], out: Path) -> di
         try:
             async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
                 if "polling" in parts:
-                    await bench_echo(tg, config, work, results)
+                    for reference in references(work):
+                        await bench_reference(tg, config, work, results, reference)
                     await bench_bot_small(tg, config, work, results, profile)
                     await bench_bot_scale(tg, config, work, results)
                 if "webhook" in parts:

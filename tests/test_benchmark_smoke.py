@@ -1,9 +1,10 @@
 """The benchmark's smoke run: every figure of results.json is produced (not a speed test).
 
-`python -m benchmarks --smoke` starts the fake Bot API server, the echo bot and the real
-bot twice (small and "large" database) with tiny counts; the figures mean nothing, the
-point is that the full run (`python3 tasks.py bench`) cannot silently rot. In the suite's
-second pass (PostgreSQL + Redis given) the webhook part runs too: 1 and 2 instances.
+`python -m benchmarks --smoke` starts the fake Bot API server, the echo bot, the floor bot
+and the real bot twice (small and "large" database) with tiny counts; the figures mean
+nothing, the point is that the full run (`python3 tasks.py bench`) cannot silently rot. In
+the suite's second pass (PostgreSQL + Redis given) the webhook part runs too: 1 and 2
+instances.
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["smoke"] is True
     assert results["readings_entered"] > 0
     assert results["api_errors"] == 0, results["api_errors_by_kind"]
+    # The floor bot (benchmarks/floor_bot.py) ran and its calls all succeeded.
+    assert isinstance(results["floor_cpu_per_update_ratio_vs_echo"], int | float)
+    assert results["floor_api_errors"] == 0
     assert results["machine"]["aiogram"]
     table = (tmp_path / "results.md").read_text()
     assert "| Bot API calls per entered reading |" in table
+    assert "| floor bot |" in table
     if webhook:
         assert results["webhook_failed_deliveries_2_instances"] == 0
         assert "2 vs 1 instances" in table
