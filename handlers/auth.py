@@ -259,8 +259,9 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.register(cmd_start, CommandStart())
     router.message.register(cmd_logout, Command("logout"))
-    # Other commands fall through to their own handlers whatever the router order.
-    other_commands = ~Command(*texts.COMMANDS)
+    # Other commands fall through to their own handlers whatever the router order:
+    # the admin's /team and /invite too, which are not a login either.
+    other_commands = ~Command(*texts.COMMANDS, *texts.ADMIN_COMMANDS)
     router.message.register(login_entered, Login.entering_login, F.text, other_commands)
     router.message.register(login_not_text, Login.entering_login, ~F.text)
     router.message.register(password_entered, Login.entering_password, F.text, other_commands)

@@ -331,6 +331,20 @@ async def test_help_during_the_login_step_keeps_the_step(app: App) -> None:
     assert "пароль" in await enter_login(phone)
 
 
+@pytest.mark.parametrize("command", ["/team", "/invite"])
+async def test_an_admin_command_at_the_login_step_is_not_taken_as_the_login(
+    app: App, command: str
+) -> None:
+    phone = phone_of(app)
+    await start_login(phone)
+
+    await phone.send_command(command)
+    reply = (await phone.wait_for()).text
+    assert "пароль" not in reply.lower() and "Сначала войдите" in reply
+
+    assert "пароль" in await enter_login(phone)
+
+
 # --- secrets -----------------------------------------------------------------
 
 
