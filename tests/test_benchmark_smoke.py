@@ -47,13 +47,14 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["smoke"] is True
     assert results["readings_entered"] > 0
     assert results["api_errors"] == 0, results["api_errors_by_kind"]
-    # The floor bot (benchmarks/floor_bot.py) ran and its calls all succeeded.
-    assert isinstance(results["floor_cpu_per_update_ratio_vs_echo"], int | float)
-    assert results["floor_api_errors"] == 0
+    # The floor bot (benchmarks/floor_bot.py) ran in both strengths, every call succeeding.
+    for floor in ("floor", "floor_durable"):
+        assert isinstance(results[f"{floor}_cpu_per_update_ratio_vs_echo"], int | float)
+        assert results[f"{floor}_api_errors"] == 0
     assert results["machine"]["aiogram"]
     table = (tmp_path / "results.md").read_text()
     assert "| Bot API calls per entered reading |" in table
-    assert "| floor bot |" in table
+    assert "| floor bot, durable |" in table
     if webhook:
         assert results["webhook_failed_deliveries_2_instances"] == 0
         assert "2 vs 1 instances" in table
