@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -22,7 +22,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
-from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,7 +50,10 @@ from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import create_fsm
 from storage.migrate import upgrade_database
 from storage.models import Role
-from updates import UpdateRunner, create_web_app, serve_webhook
+from updates import UpdateRunner
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("bot")
 
@@ -279,6 +281,8 @@ async def receive_updates(
     await runner.start()
     try:
         if settings.MODE is Mode.WEBHOOK:
+            from webhook import create_web_app, serve_webhook  # aiohttp.web: webhook mode only
+
             assert settings.WEBHOOK_URL is not None and settings.WEBHOOK_SECRET is not None
             secret = settings.WEBHOOK_SECRET.get_secret_value()
             app = create_web_app(

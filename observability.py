@@ -8,13 +8,16 @@ No aiogram here: the same routes serve both modes.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_client.base import Billing
 from services.metrics import CHECK_TIMEOUT, Metrics, check_readiness
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,7 @@ def add_health_routes(
     check_timeout: float = CHECK_TIMEOUT,
 ) -> None:
     """GET /healthz (the process answers), /readyz (database and billing answer), /metrics."""
+    from aiohttp import web  # imported only by a bot that serves HTTP (1.5 MB)
 
     async def healthz(request: web.Request) -> web.Response:
         del request
@@ -68,6 +72,8 @@ async def start_metrics_server(
     billing: Billing,
 ) -> web.AppRunner:
     """Serve the health routes alone (polling mode); `await runner.cleanup()` stops it."""
+    from aiohttp import web  # imported only by a bot that serves HTTP (1.5 MB)
+
     app = web.Application()
     add_health_routes(app, metrics=metrics, session_pool=session_pool, billing=billing)
     runner = web.AppRunner(app, access_log=None)

@@ -77,6 +77,8 @@ def apartment_sort_key(apartment: str) -> ApartmentSortKey:
     numbered naturally within it. An empty label comes last. Case and ё/е do not
     matter; different spellings of one label keep a fixed order.
     """
+    if apartment.isascii() and apartment.isdecimal():  # most labels: nothing to normalize
+        return _RESIDENTIAL, (_chunk(apartment),), apartment
     normalized = normalize_apartment_query(apartment)
     if not normalized:
         group = _UNLABELLED

@@ -180,15 +180,8 @@ async def open_building(
     ).scalar_one_or_none()
     ordered = _walking_order(meters.meters)
     if draft is None:
-        draft = Draft(
-            account_id=account_id,
-            building_id=building.id,
-            period=meters.period,
-            address=building.address,
-            refreshed_at=now,
-        )
+        draft = Draft(account_id=account_id, building_id=building.id, period=meters.period)
         session.add(draft)
-        await session.flush()
         existing: dict[str, DraftSlot] = {}
     else:
         rows = (
@@ -197,17 +190,19 @@ async def open_building(
             .all()
         )
         existing = {row.meter_id: row for row in rows}
-        draft.address = building.address
-        draft.refreshed_at = now
-    # The parts of the address go into the summary's template file.
-    draft.city, draft.street, draft.house = building.city, building.street, building.house
-
     listed = {meter.id for meter in ordered}
     gone = [
         row.id
         for meter_id, row in existing.items()
         if meter_id not in listed and row.status in (SlotStatus.EMPTY, SlotStatus.SKIPPED)
     ]
+    draft.address = building.address
+    # The parts of the address go into the summary's template file.
+    draft.city, draft.street, draft.house = building.city, building.street, building.house
+    draft.refreshed_at = now
+    draft.apartments = len({meter.apartment for meter in ordered})
+    draft.slots_total = len(ordered) + len(existing.keys() - listed) - len(gone)
+    await session.flush()  # a new draft gets its id, in one INSERT with every column
     if gone:
         await session.execute(delete(DraftSlot).where(DraftSlot.id.in_(gone)))
     new_rows = []
@@ -245,10 +240,6 @@ async def open_building(
         # executemany with every column given, half the time for 500 apartments.
         connection = await session.connection()
         await connection.execute(insert(DraftSlot), new_rows)
-    draft.apartments = len({meter.apartment for meter in ordered})
-    draft.slots_total = len(ordered) + sum(
-        1 for meter_id, row in existing.items() if meter_id not in listed and row.id not in gone
-    )
     await session.commit()
     return await progress(session, draft.id)
 

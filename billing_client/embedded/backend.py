@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -383,20 +383,22 @@ class EmbeddedBilling(TokenAuthBilling):
             account_id = await self._account_id(session, token)
             building = await self._building(session, account_id, building_id)
             slots = await self._slots(session, building.id)
-            previous = await catalog.previous_readings(
+            accepted = await catalog.accepted_before(
                 session, period, self._tz, building_id=building.id
             )
         meters = []
-        for slot in slots:
-            before = previous.get(slot.id)
+        # Unpacked, not read by attribute: a Row's attributes cost ~2 ms per 600 slots.
+        for row in slots:
+            slot_id, apartment, serial_number, tariff, digits, fraction_digits, value, day = row
+            before = catalog.previous_reading(accepted.get(slot_id), value, day)
             meters.append(
                 Meter(
-                    id=public_id("m", slot.id),
-                    apartment=slot.apartment,
-                    serial_number=slot.serial_number,
-                    digits=slot.digits,
-                    fraction_digits=slot.fraction_digits,
-                    tariff=slot.tariff or None,
+                    id=public_id("m", slot_id),
+                    apartment=apartment,
+                    serial_number=serial_number,
+                    digits=digits,
+                    fraction_digits=fraction_digits,
+                    tariff=tariff or None,
                     previous=Previous(value=before.value, date=before.day) if before else None,
                 )
             )
@@ -409,7 +411,7 @@ class EmbeddedBilling(TokenAuthBilling):
     @staticmethod
     async def _slots(
         session: AsyncSession, building_id: int
-    ) -> Sequence[Row[int, str, str, str, int, int]]:
+    ) -> Sequence[Row[int, str, str, str, int, int, str | None, date | None]]:
         # Plain rows, not SlotRow objects: a building has hundreds of slots and
         # nothing here changes them.
         return (
@@ -421,6 +423,8 @@ class EmbeddedBilling(TokenAuthBilling):
                     SlotRow.tariff,
                     SlotRow.digits,
                     SlotRow.fraction_digits,
+                    SlotRow.previous_value,
+                    SlotRow.previous_date,
                 )
                 .where(SlotRow.building_id == building_id)
                 .order_by(SlotRow.position, SlotRow.id)
@@ -522,9 +526,13 @@ class EmbeddedBilling(TokenAuthBilling):
         is_open: bool,
     ) -> SubmitResult:
         slots = {slot.id: slot for slot in await self._slots(session, building_id)}
-        previous = await catalog.previous_readings(
-            session, period, self._tz, building_id=building_id
-        )
+        earlier = await catalog.accepted_before(session, period, self._tz, building_id=building_id)
+        previous = {
+            slot.id: catalog.previous_reading(
+                earlier.get(slot.id), slot.previous_value, slot.previous_date
+            )
+            for slot in slots.values()
+        }
         accepted: list[str] = []
         rejected: list[Rejection] = []
         keep: dict[int, tuple[str, datetime]] = {}

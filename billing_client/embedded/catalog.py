@@ -141,7 +141,7 @@ async def import_rows(
     )
 
 
-async def previous_readings(
+async def accepted_before(
     session: AsyncSession,
     period: str,
     tz: ZoneInfo,
@@ -149,23 +149,16 @@ async def previous_readings(
     building_id: int | None = None,
     account_id: int | None = None,
 ) -> dict[int, PreviousReading]:
-    """The last accepted reading before `period` of every slot of a building or account.
+    """The last reading accepted before `period` of each slot of a building or account.
 
-    Falls back to the slot's imported previous reading, and prefers the imported
-    one when it is dated later (a re-import brought a fresher value from the
-    company's own records).
+    Slots with none are left out; `previous_reading` weighs in the imported one.
     """
-    slots = select(SlotRow.id, SlotRow.previous_value, SlotRow.previous_date)
     latest = select(ReadingRow.slot_id, func.max(ReadingRow.period).label("period")).join(
         SlotRow, SlotRow.id == ReadingRow.slot_id
     )
     if building_id is not None:
-        slots = slots.where(SlotRow.building_id == building_id)
         latest = latest.where(SlotRow.building_id == building_id)
     if account_id is not None:
-        slots = slots.join(BuildingRow, BuildingRow.id == SlotRow.building_id).where(
-            BuildingRow.account_id == account_id
-        )
         latest = latest.join(BuildingRow, BuildingRow.id == SlotRow.building_id).where(
             BuildingRow.account_id == account_id
         )
@@ -174,16 +167,26 @@ async def previous_readings(
         latest_q,
         and_(ReadingRow.slot_id == latest_q.c.slot_id, ReadingRow.period == latest_q.c.period),
     )
-    result: dict[int, PreviousReading] = {}
-    for slot_id, value, taken_at in (await session.execute(accepted)).all():
-        result[slot_id] = PreviousReading(value, _local_day(taken_at, tz))
-    for slot_id, imported, day in (
-        await session.execute(slots.where(SlotRow.previous_value.is_not(None)))
-    ).all():
-        known = result.get(slot_id)
-        if imported is not None and day is not None and (known is None or day > known.day):
-            result[slot_id] = PreviousReading(imported, day)
-    return result
+    return {
+        slot_id: PreviousReading(value, _local_day(taken_at, tz))
+        for slot_id, value, taken_at in (await session.execute(accepted)).all()
+    }
+
+
+def previous_reading(
+    accepted: PreviousReading | None, imported_value: str | None, imported_date: date | None
+) -> PreviousReading | None:
+    """A slot's previous reading: the last accepted one, or the imported one.
+
+    The imported reading (the slot's previous_value and previous_date) is used when
+    nothing was accepted, or when it is dated later: a re-import brought a fresher
+    value from the company's own records.
+    """
+    if imported_value is None or imported_date is None:
+        return accepted
+    if accepted is not None and imported_date <= accepted.day:
+        return accepted
+    return PreviousReading(imported_value, imported_date)
 
 
 def _local_day(moment: datetime, tz: ZoneInfo) -> date:
@@ -194,7 +197,7 @@ async def export_rows(
     session: AsyncSession, account_id: int, period: str, tz: ZoneInfo
 ) -> list[TemplateRow]:
     """Every slot of the account, in billing's order, with the readings of `period`."""
-    previous = await previous_readings(session, period, tz, account_id=account_id)
+    accepted = await accepted_before(session, period, tz, account_id=account_id)
     current = {
         slot_id: (value, _local_day(taken_at, tz))
         for slot_id, value, taken_at in (
@@ -214,7 +217,7 @@ async def export_rows(
         .order_by(BuildingRow.position, BuildingRow.id, SlotRow.position, SlotRow.id)
     )
     for slot, city, street, house in (await session.execute(query)).all():
-        before = previous.get(slot.id)
+        before = previous_reading(accepted.get(slot.id), slot.previous_value, slot.previous_date)
         value, day = current.get(slot.id, (None, None))
         rows.append(
             TemplateRow(

@@ -18,6 +18,7 @@ from sqlalchemy import event, text
 from billing_client import describe_billing, open_billing
 from billing_client.base import BillingAuth
 from billing_client.embedded import AcceptanceWindow, AdminError, EmbeddedBilling
+from billing_client.embedded.catalog import PreviousReading, previous_reading
 from billing_client.embedded.demo import DEMO_BUILDINGS, demo_rows
 from billing_client.embedded.rules import value_problem
 from billing_client.http import HttpBilling
@@ -119,6 +120,21 @@ async def test_reimport_updates_slots_keeps_readings_and_prune_removes(
     meters = by_place((await backend.meters(who, building_id)).meters)
     assert sorted(meters) == [("1", None), ("2", None)]
     assert len((await backend.buildings(who)).buildings) == 2  # other buildings untouched
+
+
+def test_the_previous_reading_is_the_later_of_the_accepted_and_the_imported() -> None:
+    accepted = PreviousReading("13420", date(2026, 11, 24))
+
+    assert previous_reading(accepted, None, None) == accepted
+    assert previous_reading(accepted, "13305", date(2026, 10, 22)) == accepted
+    assert previous_reading(accepted, "13305", date(2026, 11, 24)) == accepted
+    # A re-import brought a fresher value from the company's own records.
+    fresher = previous_reading(accepted, "13500", date(2026, 11, 30))
+    assert fresher == PreviousReading("13500", date(2026, 11, 30))
+    assert previous_reading(None, "13305", date(2026, 10, 22)) == PreviousReading(
+        "13305", date(2026, 10, 22)
+    )
+    assert previous_reading(None, "13305", None) is None
 
 
 async def test_importing_into_an_unknown_account_is_refused(backend: EmbeddedBilling) -> None:

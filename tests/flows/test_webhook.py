@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from storage.models import InboxUpdate
 from tests.conftest import make_settings, running_app
 from tests.harness.fake_telegram import FakeTelegram
-from updates import SECRET_HEADER
+from webhook import SECRET_HEADER
 
 SECRET = "hook-Secret_0123456789"
 

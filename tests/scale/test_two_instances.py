@@ -32,7 +32,7 @@ from tests.harness.databases import Databases, on_postgresql
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.phone import Phone
 from tests.reliability.forked import ForkedBot, ForkServer
-from updates import SECRET_HEADER
+from webhook import SECRET_HEADER
 
 pytestmark = [
     pytest.mark.skipif(
