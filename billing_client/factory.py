@@ -6,6 +6,8 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from argon2 import PasswordHasher
+
 from billing_client.base import Billing
 from billing_client.embedded import AcceptanceWindow, EmbeddedBilling, load_demo_if_empty
 from billing_client.embedded.db import database_kind
@@ -49,14 +51,17 @@ async def open_embedded_billing(settings: BillingSettings, **options: Any) -> Em
     return billing
 
 
-async def open_billing(settings: BillingSettings) -> Billing:
+async def open_billing(
+    settings: BillingSettings, *, password_hasher: PasswordHasher | None = None
+) -> Billing:
     """The billing the bot should use: HTTP when BILLING_URL is set, else embedded.
 
+    `password_hasher`: the embedded billing's argon2 costs (tests pass cheap ones).
     Call `close()` on the result at shutdown.
     """
     if settings.BILLING_URL:
         return http_billing(settings)
-    return await open_embedded_billing(settings)
+    return await open_embedded_billing(settings, password_hasher=password_hasher)
 
 
 def describe_billing(settings: BillingSettings) -> str:

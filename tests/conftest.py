@@ -31,6 +31,7 @@ from storage.engine import create_engine, create_session_pool, database_kind
 from storage.migrate import upgrade_database
 from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.hashing import fast_hasher
 from updates import UpdateRunner
 
 pytest_plugins = ["tests.harness.fixtures"]
@@ -121,7 +122,7 @@ async def running_app(
     engine = create_engine(settings.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
-    billing = await open_billing(settings)
+    billing = await open_billing(settings, password_hasher=fast_hasher())
     metrics = Metrics(process_metrics=False)
     bot = create_bot(settings, metrics)
     assert settings.SECRET_KEY is not None

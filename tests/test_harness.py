@@ -66,6 +66,10 @@ from tests.harness import (
     parse_html,
 )
 
+# The fake Bot API server; the scripts run as bots open no database: no PostgreSQL
+# or Redis, so only the SQLite pass runs these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 # The harness's own fixtures; the project registers them in tests/conftest.py.
 pytest_plugins = ["tests.harness.fixtures"]
 

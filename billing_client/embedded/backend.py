@@ -293,6 +293,10 @@ class EmbeddedBilling(TokenAuthBilling):
             account=_account_model(account),
         )
 
+    def hash_is_current(self, password_hash: str) -> bool:
+        """Whether `password_hash` has this billing's argon2 costs (no rehash at login)."""
+        return not self._hasher.check_needs_rehash(password_hash)
+
     def _verify(self, stored: str, password: str) -> bool:
         try:
             return self._hasher.verify(stored, password)

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestServer
-from argon2 import PasswordHasher
 from pydantic import SecretStr
 
 from billing_client.auth import TokenAuthBilling
@@ -27,6 +26,7 @@ from billing_client.models import Meter
 from billing_client.server import Faults, create_app
 from billing_client.template import TemplateRow
 from tests.harness.databases import ensure_database, per_worker
+from tests.harness.hashing import fast_hasher
 
 TZ = ZoneInfo("Asia/Novosibirsk")
 LOGIN = "uk-sibir"
@@ -37,11 +37,6 @@ CITY = "Новосибирск"
 # Inside the acceptance window configured below (23rd to 25th).
 START = datetime(2026, 11, 24, 10, 0, tzinfo=TZ)
 WINDOW = AcceptanceWindow(23, 25)
-
-
-def fast_hasher() -> PasswordHasher:
-    """argon2 with tiny costs: the tests check behaviour, not hashing strength."""
-    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 class FakeClock:

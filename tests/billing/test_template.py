@@ -20,6 +20,10 @@ from billing_client.template import (
     write_template,
 )
 
+# No PostgreSQL or Redis here (files in memory): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 CITY = "Новосибирск"
 
 

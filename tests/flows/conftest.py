@@ -16,6 +16,7 @@ from settings import BillingSettings
 from tests.conftest import App, make_settings, running_app
 from tests.harness.databases import Databases
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.hashing import fast_hasher
 
 
 class ReferenceBilling:
@@ -36,7 +37,7 @@ async def serve_reference(folder: Path) -> AsyncIterator[ReferenceBilling]:
     settings = BillingSettings(
         _env_file=None, BILLING_DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'billing.db'}"
     )
-    backend = await open_embedded_billing(settings)
+    backend = await open_embedded_billing(settings, password_hasher=fast_hasher())
     server = TestServer(create_app(backend), host="127.0.0.1", port=0)
     try:
         await server.start_server()

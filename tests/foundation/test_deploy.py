@@ -18,6 +18,10 @@ import yaml
 from settings import Mode, Settings
 from tests.harness.fake_telegram import BOT_TOKEN as FAKE_BOT_TOKEN
 
+# No PostgreSQL or Redis here (the deploy files): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 # What an operator puts into .env for compose: ${NAME} / ${NAME:?…} / ${NAME:-default}.

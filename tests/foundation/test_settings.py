@@ -12,6 +12,10 @@ from pydantic import ValidationError
 
 from settings import Mode, Settings, describe_error
 
+# Settings only; the bot exits before it opens a database: no PostgreSQL or Redis,
+# so only the SQLite pass runs these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_TOKEN = "123456:TEST-FAKE-TOKEN-aaaaaaaaaaaaaaaaaaaaaaaaaa"
 

@@ -50,6 +50,7 @@ from tests.conftest import App
 from tests.flows.walking import open_building
 from tests.flows.walking import slots as slot_rows
 from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.hashing import fast_hasher
 from tests.harness.phone import Phone
 from tests.harness.process import StartBot
 
@@ -92,7 +93,7 @@ async def serve_billing(path: Path, faults: Faults) -> AsyncIterator[BillingServ
         BILLING_DATABASE_URL=f"sqlite+aiosqlite:///{path}",
         BILLING_URL=None,
     )
-    backend = await open_embedded_billing(settings)
+    backend = await open_embedded_billing(settings, password_hasher=fast_hasher())
     runner = web.AppRunner(create_app(backend, faults=faults), shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

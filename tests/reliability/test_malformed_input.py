@@ -55,6 +55,7 @@ from storage.models import DraftSlot
 from tests.conftest import make_settings
 from tests.harness.databases import Databases, on_postgresql
 from tests.harness.fake_telegram import BOT_TOKEN
+from tests.harness.hashing import fast_hasher
 
 TYPIST = {"value": 8001, "login": 8002, "apartment": 8003, "search": 8004}
 ASCII_VALUE = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
@@ -158,7 +159,7 @@ async def offline(tmp_path: Path, databases: Databases) -> AsyncIterator[Offline
     engine = create_engine(settings_.DATABASE_URL)
     await upgrade_database(engine)
     pool = create_session_pool(engine)
-    billing = await open_billing(settings_)
+    billing = await open_billing(settings_, password_hasher=fast_hasher())
     session = MemorySession()
     bot = Bot(BOT_TOKEN, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
     assert settings_.SECRET_KEY is not None

@@ -15,6 +15,10 @@ from services.apartments import (
     normalize_apartment_query,
 )
 
+# No PostgreSQL or Redis here (pure functions): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 WALKING_ORDER = [
     "1",
     "1/2",

@@ -16,6 +16,10 @@ from services.search import (
     normalize_street,
 )
 
+# No PostgreSQL or Redis here (in memory): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 NOVOSIBIRSK = "Новосибирск"
 ADDRESSES = [
     (NOVOSIBIRSK, "Авиастроителей ул.", "10"),

@@ -20,6 +20,10 @@ from billing_client.models import Building
 from services.apartments import natural_sort_key
 from services.search import BuildingIndex, MatchKind, normalize_house, normalize_street
 
+# No PostgreSQL or Redis here (in memory): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 BUILDING_COUNT = 10_000
 HOUSES_PER_STREET = 10
 SEED = 20261120

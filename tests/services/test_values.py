@@ -22,6 +22,10 @@ from services.values import (
     parse_reading,
 )
 
+# No PostgreSQL or Redis here (pure functions): only the SQLite pass runs
+# these (no_services, see tasks.py).
+pytestmark = pytest.mark.no_services
+
 Kind = ValueProblemKind
 billing_value = TypeAdapter(ReadingValue)
 
