@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 # A chat's Redis lock lives this long unless its holder renews it (every third of it).
 # A crashed instance therefore blocks its chats only this long, never a minute.
 CHAT_LOCK_TTL = 5.0
+# An update waits this long for its chat; longer than a handler's slowest billing call
+# with all its retries, so only a chat held by a stuck holder gives up.
+CHAT_LOCK_WAIT = 120.0
 
 
 def _state_name(state: StateType) -> str | None:
@@ -171,6 +174,10 @@ class SqlStorage(BaseStorage):
         return loaded if isinstance(loaded, dict) else {}
 
 
+class ChatLockTimeout(Exception):
+    """Another update held the chat longer than `RenewedRedisIsolation.wait`."""
+
+
 class RenewedRedisIsolation(BaseEventIsolation):
     """One update of a chat at a time across all instances: a Redis lock per chat.
 
@@ -180,6 +187,8 @@ class RenewedRedisIsolation(BaseEventIsolation):
     that while the handler runs: a crash frees the chat within `ttl`, and a long
     handler keeps it. A lock that still expired (Redis unreachable longer than `ttl`)
     is logged; the update goes on, and releasing what is no longer ours is no error.
+    An update that cannot get the chat within `wait` seconds raises ChatLockTimeout:
+    it is not handled; the errors router logs it and tells the user something went wrong.
     """
 
     def __init__(
@@ -189,10 +198,12 @@ class RenewedRedisIsolation(BaseEventIsolation):
         *,
         ttl: float = CHAT_LOCK_TTL,
         poll: float = 0.05,
+        wait: float = CHAT_LOCK_WAIT,
     ) -> None:
         self.redis = redis
         self.key_builder = key_builder or DefaultKeyBuilder()
         self.ttl = ttl
+        self.wait = wait
         self._poll = poll
 
     @contextlib.asynccontextmanager
@@ -204,26 +215,35 @@ class RenewedRedisIsolation(BaseEventIsolation):
             self.key_builder.build(key, "lock"),
             timeout=self.ttl,
             sleep=self._poll,
+            blocking_timeout=self.wait,
             thread_local=False,
         )
-        await chat_lock.acquire()
-        renewing = asyncio.create_task(self._renew(chat_lock), name="chat-lock-renewal")
+        if not await chat_lock.acquire():
+            msg = f"chat lock still held by another update after {self.wait:g} s"
+            raise ChatLockTimeout(msg)
+        released = asyncio.Event()
+        renewing = asyncio.create_task(self._renew(chat_lock, released), name="chat-lock-renewal")
         try:
             yield None
         finally:
+            # The event, not only the cancel, ends the renewal: on Python 3.11 redis-py's
+            # asyncio.wait_for around each command drops a cancel that arrives as the
+            # reply does (CPython gh-86296), and the renewal then kept the chat forever.
+            released.set()
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            await asyncio.wait({renewing}, timeout=self.ttl)
             try:
                 await chat_lock.release()
             except RedisError as exc:  # expired and maybe taken by another instance
                 log.warning("Chat lock not released: %s", type(exc).__name__)
 
-    async def _renew(self, chat_lock: Any) -> None:
+    async def _renew(self, chat_lock: Any, released: asyncio.Event) -> None:
         from redis.exceptions import LockNotOwnedError, RedisError
 
-        while True:
+        while not released.is_set():
             await asyncio.sleep(self.ttl / 3)
+            if released.is_set():
+                return
             try:
                 await chat_lock.reacquire()
             except LockNotOwnedError:
