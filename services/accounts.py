@@ -185,9 +185,10 @@ async def minutes_until_login_allowed(
 async def _attempts_left(
     session: AsyncSession, *, telegram_user_id: int, login: str, now: datetime
 ) -> int:
+    """Tries left before the throttle; negative when parallel tries went past a limit."""
     by_user = await _failures(session, LoginAttempt.telegram_user_id == telegram_user_id, now)
     by_login = await _failures(session, LoginAttempt.login_key == login_key(login), now)
-    return max(0, min(MAX_FAILURES_PER_USER - by_user, MAX_FAILURES_PER_LOGIN - by_login))
+    return min(MAX_FAILURES_PER_USER - by_user, MAX_FAILURES_PER_LOGIN - by_login)
 
 
 async def _record_attempt(
@@ -207,6 +208,12 @@ async def _record_attempt(
     session.add(attempt)
     await session.commit()
     return attempt
+
+
+async def _forget_attempt(session: AsyncSession, attempt: LoginAttempt) -> None:
+    """Remove a try that billing never judged, committed."""
+    await session.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt.id))
+    await session.commit()
 
 
 async def _choose_role(session: AsyncSession, account_id: str, telegram_user_id: int) -> Role:
@@ -316,7 +323,8 @@ async def link_account(
 ) -> LinkResult:
     """Check the login and password with billing and link the Telegram user.
 
-    Order: throttle check, the attempt recorded (committed), billing.login, then
+    Order: throttle check, the attempt recorded (committed), the throttle checked
+    again with it counted (tries racing on one login), billing.login, then
     in one transaction the account (password encrypted), the user (ADMIN if the
     account has no admin yet, else INSPECTOR; revocation cleared) and the attempt
     marked successful. The password is never stored or logged in clear.
@@ -332,11 +340,20 @@ async def link_account(
     attempt = await _record_attempt(
         session, telegram_user_id=telegram_user_id, login=login, now=now
     )
+    # Tries of other users may have passed the check above at the same moment. Each
+    # try is counted before it looks again, so at most the limit of them go on.
+    if await _attempts_left(session, telegram_user_id=telegram_user_id, login=login, now=now) < 0:
+        await _forget_attempt(session, attempt)
+        wait = await minutes_until_login_allowed(
+            session, telegram_user_id=telegram_user_id, login=login, now=now
+        )
+        return Throttled(minutes=wait or 1)
     try:
         result = await billing.login(login, password)
     except InvalidCredentials:
-        left = await _attempts_left(
-            session, telegram_user_id=telegram_user_id, login=login, now=now
+        left = max(
+            0,
+            await _attempts_left(session, telegram_user_id=telegram_user_id, login=login, now=now),
         )
         log.info("Login refused by billing for user %s (%s attempts left)", telegram_user_id, left)
         retry = None
@@ -351,8 +368,7 @@ async def link_account(
         return Throttled(minutes=max(1, math.ceil(exc.retry_after / 60)))
     except BillingError as exc:
         # Credentials were not judged: the try must not count against the user.
-        await session.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt.id))
-        await session.commit()
+        await _forget_attempt(session, attempt)
         log.warning("Billing unavailable during login: %s (%s)", type(exc).__name__, exc.code)
         return BillingDown()
 

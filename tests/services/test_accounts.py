@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_client.errors import BillingUnavailable, InvalidCredentials, TooManyAttempts
 from billing_client.models import Account as BillingAccount
 from billing_client.models import LoginResult
 from services.accounts import (
+    MAX_FAILURES_PER_LOGIN,
     BillingDown,
     Linked,
     LinkResult,
@@ -272,6 +274,29 @@ async def test_third_failure_on_one_login_blocks_it_for_everyone(
     )
     assert blocked == Throttled(minutes=10)  # the failure at T0 leaves the window at T0+15
     assert billing.calls == calls_before, "a throttled try must not reach billing"
+
+
+async def test_concurrent_guesses_on_one_login_never_pass_its_limit(
+    pool: async_sessionmaker[AsyncSession], billing: FakeBilling, credentials: CredentialsProvider
+) -> None:
+    """Six users typing a wrong password for the company's login at the same moment.
+
+    Each try checks the throttle, then waits for billing: checked one after another,
+    all six would pass before any was counted and billing would lock the account.
+    """
+
+    async def guess(user_id: int) -> LinkResult:
+        async with pool() as session:
+            return await try_login(session, billing, credentials, user_id=user_id, password="x")
+
+    results = await asyncio.gather(*(guess(6000 + i) for i in range(6)))
+
+    assert billing.calls <= MAX_FAILURES_PER_LOGIN
+    assert all(isinstance(r, WrongCredentials | Throttled) for r in results)
+    assert sum(isinstance(r, Throttled) for r in results) == 6 - billing.calls
+    async with pool() as session:
+        counted = await session.scalar(select(func.count()).select_from(LoginAttempt))
+    assert counted == billing.calls, "a try refused by the throttle is not counted"
 
 
 async def test_login_throttle_ignores_case_and_spaces(
