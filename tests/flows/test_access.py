@@ -12,6 +12,7 @@ from storage.models import SlotStatus, TelegramUser
 from tests.conftest import App
 from tests.flows.walking import open_building, slots
 from tests.harness.phone import Phone
+from tests.harness.screen import ScreenMessage
 
 
 async def log_in(app: App, user_id: int) -> Phone:
@@ -93,3 +94,53 @@ async def test_unlinked_user_pressing_any_button_is_sent_to_log_in(app: App) -> 
     press = await stranger.press_data(data, message=greeting.message_id)
     await stranger.wait_for_answer_to(press)
     assert answers(stranger) == [texts.NOT_LINKED_SHORT]
+
+
+def _button_data(message: ScreenMessage, label: str) -> str:
+    for row in message.raw["reply_markup"]["inline_keyboard"]:
+        for button in row:
+            if button["text"] == label:
+                return str(button["callback_data"])
+    raise AssertionError(f"no button «{label}» on the card")
+
+
+async def test_a_double_tap_acts_once_and_leaves_one_live_card(app: App) -> None:
+    """A laggy phone sends the same button twice; the second tap changes nothing."""
+    phone = await open_building(app, user_id=3005)
+    card = phone.last_bot_message()
+    assert card is not None
+    skip = _button_data(card, "Пропустить")
+
+    await phone.press("Пропустить")
+    await phone.wait_for("Почему пропускаем")
+    calls_before = len(app.tg.calls)
+    again = await phone.press_data(skip, message=card.message_id)
+    await phone.wait_for_answer_to(again)
+    await app.tg.wait_quiet()
+
+    live = [m for m in phone.bot_messages() if m.buttons]
+    assert [m.message_id for m in live] == [card.message_id], "one card, where it was"
+    assert "Почему пропускаем" in live[0].text
+    changed = {c.method for c in app.tg.calls[calls_before:]} & {"sendMessage", "deleteMessage"}
+    assert not changed, "the second tap sent or deleted nothing"
+    assert (await slots(app))[0].status == SlotStatus.EMPTY
+
+
+async def test_a_double_tap_on_a_reason_skips_one_slot(app: App) -> None:
+    """The second tap comes from the old card: it skips nothing, one live card stays."""
+    phone = await open_building(app, user_id=3006)
+    await phone.tap("Пропустить", until="Почему пропускаем")
+    card = phone.last_bot_message()
+    assert card is not None
+    reason = _button_data(card, "Нет доступа")
+
+    await phone.press("Нет доступа")
+    await phone.wait_for("Прибор 2 из")
+    again = await phone.press_data(reason, message=card.message_id)
+    assert (await phone.wait_for_answer_to(again)).answer == {"text": texts.STALE_BUTTON}
+    await app.tg.wait_quiet()
+
+    live = [m for m in phone.bot_messages() if m.buttons]
+    assert len(live) == 1 and "Прибор 2 из" in live[0].text
+    first, second = (await slots(app))[:2]
+    assert first.status == SlotStatus.SKIPPED and second.status == SlotStatus.EMPTY
