@@ -12,7 +12,6 @@ from storage.models import SlotStatus, TelegramUser
 from tests.conftest import App
 from tests.flows.walking import open_building, slots
 from tests.harness.phone import Phone
-from tests.harness.screen import ScreenMessage
 
 
 async def log_in(app: App, user_id: int) -> Phone:
@@ -96,20 +95,12 @@ async def test_unlinked_user_pressing_any_button_is_sent_to_log_in(app: App) -> 
     assert answers(stranger) == [texts.NOT_LINKED_SHORT]
 
 
-def _button_data(message: ScreenMessage, label: str) -> str:
-    for row in message.raw["reply_markup"]["inline_keyboard"]:
-        for button in row:
-            if button["text"] == label:
-                return str(button["callback_data"])
-    raise AssertionError(f"no button «{label}» on the card")
-
-
 async def test_a_double_tap_acts_once_and_leaves_one_live_card(app: App) -> None:
     """A laggy phone sends the same button twice; the second tap changes nothing."""
     phone = await open_building(app, user_id=3005)
     card = phone.last_bot_message()
     assert card is not None
-    skip = _button_data(card, "Пропустить")
+    skip = card.button_data("Пропустить")
 
     await phone.press("Пропустить")
     await phone.wait_for("Почему пропускаем")
@@ -132,7 +123,7 @@ async def test_a_double_tap_on_a_reason_skips_one_slot(app: App) -> None:
     await phone.tap("Пропустить", until="Почему пропускаем")
     card = phone.last_bot_message()
     assert card is not None
-    reason = _button_data(card, "Нет доступа")
+    reason = card.button_data("Нет доступа")
 
     await phone.press("Нет доступа")
     await phone.wait_for("Прибор 2 из")

@@ -16,17 +16,8 @@ from tests.flows.walking import (
     slots,
 )
 from tests.harness.phone import Phone
-from tests.harness.screen import ScreenMessage
 
 EXPECTING_NUMBER = "Я жду показание прибора — напишите его цифрами, например 13305."
-
-
-def button_data(message: ScreenMessage, label: str) -> str:
-    for row in message.raw["reply_markup"]["inline_keyboard"]:
-        for button in row:
-            if button["text"] == label:
-                return str(button["callback_data"])
-    raise AssertionError(f"no button «{label}»")
 
 
 async def goes_on(app: App, phone: Phone, number: int = 1) -> None:
@@ -146,7 +137,7 @@ async def test_an_old_button_answers_it_is_out_of_date_and_shows_the_current_car
 ) -> None:
     phone = await open_building(app)
     old_card = live_cards(phone)[0]
-    old_skip = button_data(old_card, "Пропустить")
+    old_skip = old_card.button_data("Пропустить")
     await phone.ask(plausible((await slots(app))[0]), until="Прибор 2 из")
 
     update = await phone.press_data(old_skip, message=old_card.message_id)
@@ -159,7 +150,7 @@ async def test_an_old_button_answers_it_is_out_of_date_and_shows_the_current_car
     assert len(live_cards(phone)) == 1
 
     # After /menu the walk is over: its old buttons lead to the menu, not to a slot.
-    current_skip = button_data(live_cards(phone)[0], "Пропустить")
+    current_skip = live_cards(phone)[0].button_data("Пропустить")
     card_id = live_cards(phone)[0].message_id
     await phone.send_command("/menu")
     await phone.wait_for(shows("Передача показаний по дому"))

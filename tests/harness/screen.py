@@ -73,6 +73,14 @@ class ScreenMessage:
     file: ReceivedFile | None = field(default=None, repr=False, compare=False)
     reply_keyboard: tuple[tuple[str, ...], ...] | None = None
 
+    def button_data(self, label: str) -> str:
+        """The callback data of the inline button with this label (for a replayed tap)."""
+        for row in (self.raw.get("reply_markup") or {}).get("inline_keyboard", []):
+            for button in row:
+                if button["text"] == label:
+                    return str(button["callback_data"])
+        raise AssertionError(f"no button «{label}» on {self.text!r}")
+
     @classmethod
     def build(
         cls,
