@@ -46,26 +46,33 @@ class _Listed(NamedTuple):
         )
 
 
-def _own(text: str) -> str:
-    """A new copy of the string, not the billing answer's object."""
-    return text.encode().decode()
+# ASCII's unit separator, between the fields of the packed list of buildings.
+_SEPARATOR = "\x1f"
 
 
-def _listed(buildings: list[Building]) -> list[_Listed]:
-    # The directory keeps its own copies of the strings. The billing answer's models
-    # are freed right after; had the directory kept their strings, the memory pages
-    # shared by both could never be given back (10,000 buildings: about 7 MB).
+def _packed(buildings: list[Building]) -> str:
+    """Every field of every building in one string, for _unpacked()."""
+    return _SEPARATOR.join(
+        text.replace(_SEPARATOR, " ")
+        for b in buildings
+        for text in (b.id, b.city, b.street, b.house, b.address)
+    )
+
+
+def _unpacked(packed: str) -> list[_Listed]:
+    """The buildings of _packed(), in new strings; cities and streets shared."""
+    fields = packed.split(_SEPARATOR) if packed else []
     # A company's buildings share a few cities and streets: one string for each.
     shared: dict[str, str] = {}
     return [
         _Listed(
-            _own(b.id),
-            shared.get(b.city) or shared.setdefault(b.city, _own(b.city)),
-            shared.get(b.street) or shared.setdefault(b.street, _own(b.street)),
-            _own(b.house),
-            _own(b.address),
+            fields[i],
+            shared.setdefault(fields[i + 1], fields[i + 1]),
+            shared.setdefault(fields[i + 2], fields[i + 2]),
+            fields[i + 3],
+            fields[i + 4],
         )
-        for b in buildings
+        for i in range(0, len(fields), 5)
     ]
 
 
@@ -108,8 +115,13 @@ class BuildingDirectory:
                 # Billing is down: an old list still lets the inspector find a
                 # building and go on entering readings into its saved draft.
                 return cached[1], cached[2]
-            listed = _listed(listing.buildings)
-            del listing  # its Building models go before the index is built
+            # Billing's answer (10,000 buildings: ~17 MB of models) is freed before
+            # the directory's own strings are made: made among it, they kept ~4 MB of
+            # its freed memory from going back to the system. One string carries them.
+            packed = _packed(listing.buildings)
+            del listing
+            listed = _unpacked(packed)
+            del packed
             index = BuildingIndex(listed)
             by_id = {building.id: building for building in listed}
             self._cache[account_id] = (self._clock(), index, by_id)
