@@ -47,13 +47,13 @@ async def test_every_building_of_billing_is_found_with_its_fields() -> None:
 
 async def test_an_address_with_control_characters_is_listed_as_a_whole() -> None:
     # Regression guard: the directory packs billing's fields into one string.
-    odd = building(7, address="д. 7\x1fкорпус\x002")
+    odd = building(7, address="д. 7\x1fкорпус\x1e2\x00")
     directory = BuildingDirectory(ListingBilling([odd, building(8)]))  # type: ignore[arg-type]
 
     found = await directory.get("acc", AUTH, "b-7")
 
     assert found is not None
-    assert found.address == "д. 7 корпус\x002"
+    assert found.address == "д. 7 корпус 2\x00"
     assert await directory.get("acc", AUTH, "b-8") == building(8)
 
 
