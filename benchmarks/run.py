@@ -237,6 +237,8 @@ async def running_all(
                 "TELEGRAM_API_URL": tg.api_url,
                 "MODE": "polling",
                 "LOG_LEVEL": "WARNING",
+                # The deploy's allocator setting (deploy/Dockerfile), for every process.
+                "MALLOC_ARENA_MAX": "2",
                 **env,
             },
             args=(script,),

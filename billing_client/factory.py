@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from argon2 import PasswordHasher
@@ -11,14 +11,19 @@ from argon2 import PasswordHasher
 from billing_client.base import Billing
 from billing_client.embedded import AcceptanceWindow, EmbeddedBilling, load_demo_if_empty
 from billing_client.embedded.db import database_kind
-from billing_client.http import HttpBilling
 from settings import BillingSettings
+
+# The HTTP client (with tenacity) is imported only when BILLING_URL is set.
+if TYPE_CHECKING:
+    from billing_client.http import HttpBilling
 
 logger = logging.getLogger(__name__)
 
 
 def http_billing(settings: BillingSettings, **options: Any) -> HttpBilling:
     """The HTTP client for BILLING_URL with the timeouts and retries from settings."""
+    from billing_client.http import HttpBilling
+
     if not settings.BILLING_URL:
         raise ValueError("BILLING_URL is not set")
     return HttpBilling(

@@ -75,9 +75,14 @@ async def show_slot(
     old_becomes: str | None = None,
     edit: bool = False,
     resumed: bool = False,
+    progress: walk.Progress | None = None,
 ) -> None:
-    """Show `slot` on the card and wait for its value."""
-    progress = await walk.progress(session, slot.draft_id)
+    """Show `slot` on the card and wait for its value.
+
+    `progress`: the draft's counts, when the caller has just read them.
+    """
+    if progress is None:
+        progress = await walk.progress(session, slot.draft_id)
     text = texts.card(progress, slot, show_previous=user.show_previous, note=note, resumed=resumed)
     markup = card_keyboard(slot.draft_id, slot.position)
     await state.set_state(Walk.entering_value)
@@ -182,7 +187,16 @@ async def building_chosen(
     if slot is None:
         await show_review(bot, chat_id, state, session, progress.draft_id)
         return
-    await show_slot(bot, chat_id, state, session, linked_user, slot, resumed=progress.done > 0)
+    await show_slot(
+        bot,
+        chat_id,
+        state,
+        session,
+        linked_user,
+        slot,
+        resumed=progress.done > 0,
+        progress=progress,
+    )
 
 
 async def _open_saved_draft(
@@ -205,7 +219,16 @@ async def _open_saved_draft(
     if slot is None:
         await show_review(bot, chat_id, state, session, draft_id)
         return
-    await show_slot(bot, chat_id, state, session, user, slot, note=texts.BILLING_DOWN_SAVED_DRAFT)
+    await show_slot(
+        bot,
+        chat_id,
+        state,
+        session,
+        user,
+        slot,
+        note=texts.BILLING_DOWN_SAVED_DRAFT,
+        progress=progress,
+    )
 
 
 # --- values -----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,27 +47,51 @@ class _Listed(NamedTuple):
         )
 
 
-def _own(text: str) -> str:
-    """A new copy of the string, not the billing answer's object."""
-    return text.encode().decode()
+# ASCII's record and unit separators: between buildings, and between their fields.
+_RECORD = "\x1e"
+_UNIT = "\x1f"
+_RECORDS = re.compile(f"[^{_RECORD}]+")
 
 
-def _listed(buildings: list[Building]) -> list[_Listed]:
-    # The directory keeps its own copies of the strings. The billing answer's models
-    # are freed right after; had the directory kept their strings, the memory pages
-    # shared by both could never be given back (10,000 buildings: about 7 MB).
-    # A company's buildings share a few cities and streets: one string for each.
-    shared: dict[str, str] = {}
-    return [
-        _Listed(
-            _own(b.id),
-            shared.get(b.city) or shared.setdefault(b.city, _own(b.city)),
-            shared.get(b.street) or shared.setdefault(b.street, _own(b.street)),
-            _own(b.house),
-            _own(b.address),
+def _packed(buildings: list[Building]) -> str:
+    """Every building as one record of one string, for _unpacked()."""
+    packed = _RECORD.join(
+        f"{b.id}{_UNIT}{b.city}{_UNIT}{b.street}{_UNIT}{b.house}{_UNIT}{b.address}"
+        for b in buildings
+    )
+    if packed.count(_UNIT) + packed.count(_RECORD) == 5 * len(buildings) - 1:
+        return packed
+    # A separator inside billing's text (control characters, never in a real
+    # address): blanked, so that each record still has its five fields.
+    return _RECORD.join(
+        _UNIT.join(
+            text.replace(_RECORD, " ").replace(_UNIT, " ")
+            for text in (b.id, b.city, b.street, b.house, b.address)
         )
         for b in buildings
-    ]
+    )
+
+
+def _unpacked(packed: str) -> list[_Listed]:
+    """The buildings of _packed(), made one at a time, in new strings.
+
+    A company's buildings share a few cities, streets and house numbers: one string
+    for each.
+    """
+    shared: dict[str, str] = {}
+    listed = []
+    for record in _RECORDS.finditer(packed):
+        building_id, city, street, house, address = record[0].split(_UNIT)
+        listed.append(
+            _Listed(
+                building_id,
+                shared.setdefault(city, city),
+                shared.setdefault(street, street),
+                shared.setdefault(house, house),
+                address,
+            )
+        )
+    return listed
 
 
 class BuildingDirectory:
@@ -108,8 +133,14 @@ class BuildingDirectory:
                 # Billing is down: an old list still lets the inspector find a
                 # building and go on entering readings into its saved draft.
                 return cached[1], cached[2]
-            listed = _listed(listing.buildings)
-            del listing  # its Building models go before the index is built
+            # Billing's answer (10,000 buildings: ~17 MB of models) is freed before
+            # the directory's own strings are made: made among it, or all at once,
+            # they kept ~6 MB of freed memory from going back to the system. One
+            # string carries them across.
+            packed = _packed(listing.buildings)
+            del listing
+            listed = _unpacked(packed)
+            del packed
             index = BuildingIndex(listed)
             by_id = {building.id: building for building in listed}
             self._cache[account_id] = (self._clock(), index, by_id)
