@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
+from handlers.filters import Magic
 from handlers.live import new_card
 from handlers.team import show_role_commands
 from keyboards.menu import main_menu_keyboard
@@ -262,10 +263,15 @@ def create_router() -> Router:
     # Other commands fall through to their own handlers whatever the router order:
     # the admin's /team and /invite too, which are not a login either.
     other_commands = ~Command(*texts.COMMANDS, *texts.ADMIN_COMMANDS)
-    router.message.register(login_entered, Login.entering_login, F.text, other_commands)
-    router.message.register(login_not_text, Login.entering_login, ~F.text)
-    router.message.register(password_entered, Login.entering_password, F.text, other_commands)
-    router.message.register(password_not_text, Login.entering_password, ~F.text)
+    entering_login, entering_password = (
+        StateFilter(Login.entering_login),
+        StateFilter(Login.entering_password),
+    )
+    text, not_text = Magic(F.text), Magic(~F.text)
+    router.message.register(login_entered, entering_login, text, other_commands)
+    router.message.register(login_not_text, entering_login, not_text)
+    router.message.register(password_entered, entering_password, text, other_commands)
+    router.message.register(password_not_text, entering_password, not_text)
     return router
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
-from handlers.filters import LinkedUser
+from handlers.filters import LinkedUser, Magic
 from handlers.live import edit_card, new_card, take_card
 from keyboards.callbacks import BuildingsPage, MenuAction, MenuCallback, Purpose
 from keyboards.readings import buildings_keyboard, search_keyboard
@@ -144,8 +145,9 @@ def create_router() -> Router:
         MenuCallback.filter(F.action.in_({MenuAction.SEND, MenuAction.VIEW})),
     )
     router.callback_query.register(on_buildings_list, BuildingsPage.filter())
+    choosing = StateFilter(Choosing.building)
     router.message.register(
-        building_query_entered, Choosing.building, F.text, ~F.text.startswith("/")
+        building_query_entered, choosing, Magic(F.text), Magic(~F.text.startswith("/"))
     )
-    router.message.register(building_query_invalid, Choosing.building, ~F.text)
+    router.message.register(building_query_invalid, choosing, Magic(~F.text))
     return router

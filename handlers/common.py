@@ -8,7 +8,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 import texts
-from handlers.filters import LinkedUser
+from handlers.filters import LinkedUser, Magic
 from handlers.live import disarm_card, edit_card, new_card
 from keyboards.callbacks import MenuAction, MenuCallback
 from keyboards.menu import main_menu_keyboard
@@ -85,7 +85,7 @@ def create_router() -> Router:
 def create_fallback_router() -> Router:
     """What nobody else handled: registered after every flow."""
     router = Router(name=f"{__name__}.fallback")
-    router.message.register(unknown_command, F.text.startswith("/"), LinkedUser())
+    router.message.register(unknown_command, Magic(F.text.startswith("/")), LinkedUser())
     router.message.register(anything_at_menu, LinkedUser())
     router.message.register(not_linked)
     router.callback_query.register(not_linked_button)

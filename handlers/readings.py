@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramNotFound
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
@@ -18,7 +19,7 @@ import texts
 from billing_client.base import Billing
 from billing_client.errors import BillingUnavailable, NotFound
 from handlers.buildings import BuildingList
-from handlers.filters import LinkedUser
+from handlers.filters import LinkedUser, Magic
 from handlers.live import edit_card, new_card, retire_card, take_card
 from keyboards.callbacks import (
     BuildingChosen,
@@ -694,14 +695,14 @@ def create_router() -> Router:
     router.callback_query.register(slot_action, SlotAction.filter())
     router.callback_query.register(review_action, ReviewAction.filter())
 
-    typing_states = (Walk.entering_value, Walk.confirming_value, Walk.choosing_skip_reason)
-    not_command = ~F.text.startswith("/")
-    router.message.register(forwarded_refused, F.forward_origin, F.text)
-    for state in typing_states:
-        router.message.register(value_entered, state, F.text, not_command)
-        router.message.register(value_invalid, state, ~F.text)
-    router.message.register(apartment_entered, Walk.entering_apartment, F.text, not_command)
-    router.message.register(apartment_invalid, Walk.entering_apartment, ~F.text)
-    router.edited_message.register(value_edited, F.text)
+    typing = StateFilter(Walk.entering_value, Walk.confirming_value, Walk.choosing_skip_reason)
+    entering_apartment = StateFilter(Walk.entering_apartment)
+    text, not_text, not_command = Magic(F.text), Magic(~F.text), Magic(~F.text.startswith("/"))
+    router.message.register(forwarded_refused, Magic(F.forward_origin), text)
+    router.message.register(value_entered, typing, text, not_command)
+    router.message.register(value_invalid, typing, not_text)
+    router.message.register(apartment_entered, entering_apartment, text, not_command)
+    router.message.register(apartment_invalid, entering_apartment, not_text)
+    router.edited_message.register(value_edited, text)
     router.edited_message.register(edit_not_a_reading)
     return router

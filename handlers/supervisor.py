@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import texts
 from billing_client.base import Billing
 from billing_client.errors import BillingError
+from handlers.filters import Magic
 from keyboards.callbacks import StatusPageCallback
 from keyboards.team import status_keyboard
 from services import group_posts, groups
@@ -200,10 +201,10 @@ async def group_migrated(message: Message, session: AsyncSession) -> None:
 def create_router() -> Router:
     """Commands of the supervisor's group; scoped to groups and supergroups."""
     router = Router(name=__name__)
-    in_group = F.chat.type.in_({"group", "supergroup"})
-    router.message.filter(in_group)
-    router.callback_query.filter(F.message.chat.type.in_({"group", "supergroup"}))
-    router.message.register(group_migrated, F.migrate_to_chat_id)
+    groups = {"group", "supergroup"}
+    router.message.filter(Magic(F.chat.type.in_(groups)))
+    router.callback_query.filter(Magic(F.message.chat.type.in_(groups)))
+    router.message.register(group_migrated, Magic(F.migrate_to_chat_id))
     router.message.register(cmd_bind, Command("bind"))
     router.message.register(cmd_unbind, Command("unbind"))
     router.message.register(cmd_status, Command("status"))

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from pydantic import SecretStr
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_client.errors import BillingError, InvalidCredentials, TooManyAttempts
@@ -433,15 +433,18 @@ async def company_name(session: AsyncSession, account_id: str) -> str | None:
     return None if account is None else account.name
 
 
+# Asked for every batch of updates (updates.py): built once, on the table (plain rows).
+_USERS: Table = TelegramUser.__table__  # type: ignore[assignment]
+_LINKED_AMONG = select(_USERS.c.id).where(
+    _USERS.c.id.in_(bindparam("ids", expanding=True)),
+    _USERS.c.account_id.is_not(None),
+    _USERS.c.revoked_at.is_(None),
+)
+
+
 async def linked_among(session: AsyncSession, telegram_user_ids: Collection[int]) -> set[int]:
     """Which of these Telegram users are linked to an account and not revoked."""
     if not telegram_user_ids:
         return set()
-    rows = await session.scalars(
-        select(TelegramUser.id).where(
-            TelegramUser.id.in_(telegram_user_ids),
-            TelegramUser.account_id.is_not(None),
-            TelegramUser.revoked_at.is_(None),
-        )
-    )
+    rows = await session.scalars(_LINKED_AMONG, {"ids": list(telegram_user_ids)})
     return set(rows)

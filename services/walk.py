@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_client.models import Building, BuildingMeters, Meter
@@ -118,9 +118,56 @@ class NotEditable:
 ValueOutcome = Saved | NeedsConfirmation | Refused | NotEditable
 
 
-# The walk reads and writes one slot per keystroke: through the table (plain rows and a
-# plain UPDATE), not ORM objects, whose loading and flushing cost more than the query.
+# The walk reads and writes one slot per keystroke: through the tables (plain rows and a
+# plain UPDATE), not ORM objects, whose loading and flushing cost more than the query;
+# and with statements built once here, whose building per call cost as much again.
 SLOTS: Table = DraftSlot.__table__  # type: ignore[assignment]
+DRAFTS: Table = Draft.__table__  # type: ignore[assignment]
+
+_SLOT_AT = select(SLOTS).where(
+    SLOTS.c.draft_id == bindparam("draft_id"), SLOTS.c.position == bindparam("position")
+)
+_NEXT_OPEN = (
+    select(SLOTS)
+    .where(
+        SLOTS.c.draft_id == bindparam("draft_id"),
+        SLOTS.c.position > bindparam("after"),
+        SLOTS.c.status.in_(OPEN_STATUSES),
+    )
+    .order_by(SLOTS.c.position)
+    .limit(1)
+)
+# count(warning) counts the slots whose value was kept after a warning; an empty slot
+# never counts. A draft without slots gives one row with no status.
+_PROGRESS = (
+    select(
+        DRAFTS.c.building_id,
+        DRAFTS.c.address,
+        DRAFTS.c.period,
+        DRAFTS.c.apartments,
+        SLOTS.c.status,
+        func.count(SLOTS.c.id),
+        func.count(SLOTS.c.warning),
+    )
+    .select_from(DRAFTS.outerjoin(SLOTS, SLOTS.c.draft_id == DRAFTS.c.id))
+    .where(DRAFTS.c.id == bindparam("draft_id"))
+    .group_by(DRAFTS.c.id, SLOTS.c.status)
+)
+_STORE = (
+    update(SLOTS)
+    .where(SLOTS.c.id == bindparam("slot_id"))
+    .values(
+        status=bindparam("status"),
+        value=bindparam("value"),
+        warning=bindparam("warning"),
+        skip_reason=bindparam("skip_reason"),
+        entered_by=bindparam("entered_by"),
+        entered_at=bindparam("entered_at"),
+        source_message_id=bindparam("source_message_id"),
+        rejection_code=None,
+        rejection_message=None,
+    )
+)
 
 
 def _slot(row: Any) -> Slot:
@@ -273,24 +320,7 @@ async def latest_draft(session: AsyncSession, account_id: str, building_id: str)
 
 async def progress(session: AsyncSession, draft_id: int) -> Progress:
     """The draft and the counts of its slots by status, in one grouped query."""
-    # count(warning) counts the slots whose value was kept after a warning; an empty
-    # slot never counts. A draft without slots gives one row with no status.
-    rows = (
-        await session.execute(
-            select(
-                Draft.building_id,
-                Draft.address,
-                Draft.period,
-                Draft.apartments,
-                DraftSlot.status,
-                func.count(DraftSlot.id),
-                func.count(DraftSlot.warning),
-            )
-            .outerjoin(DraftSlot, DraftSlot.draft_id == Draft.id)
-            .where(Draft.id == draft_id)
-            .group_by(Draft.id, DraftSlot.status)
-        )
-    ).all()
+    rows = (await session.execute(_PROGRESS, {"draft_id": draft_id})).all()
     if not rows:
         msg = f"draft {draft_id} does not exist"
         raise LookupError(msg)
@@ -326,28 +356,13 @@ async def progress(session: AsyncSession, draft_id: int) -> Progress:
 
 async def slot_at(session: AsyncSession, draft_id: int, position: int) -> Slot | None:
     """The slot at `position` in walking order, or None past the end."""
-    row = (
-        await session.execute(
-            select(SLOTS).where(SLOTS.c.draft_id == draft_id, SLOTS.c.position == position)
-        )
-    ).first()
+    row = (await session.execute(_SLOT_AT, {"draft_id": draft_id, "position": position})).first()
     return _slot(row) if row else None
 
 
 async def next_open(session: AsyncSession, draft_id: int, after: int = -1) -> Slot | None:
     """The first slot after `after` that still needs a value (empty or rejected)."""
-    row = (
-        await session.execute(
-            select(SLOTS)
-            .where(
-                SLOTS.c.draft_id == draft_id,
-                SLOTS.c.position > after,
-                SLOTS.c.status.in_(OPEN_STATUSES),
-            )
-            .order_by(SLOTS.c.position)
-            .limit(1)
-        )
-    ).first()
+    row = (await session.execute(_NEXT_OPEN, {"draft_id": draft_id, "after": after})).first()
     return _slot(row) if row else None
 
 
@@ -463,11 +478,7 @@ async def slot_by_message(session: AsyncSession, user_id: int, message_id: int) 
 
 
 async def _slot_row(session: AsyncSession, draft_id: int, position: int) -> Any:
-    row = (
-        await session.execute(
-            select(SLOTS).where(SLOTS.c.draft_id == draft_id, SLOTS.c.position == position)
-        )
-    ).first()
+    row = (await session.execute(_SLOT_AT, {"draft_id": draft_id, "position": position})).first()
     if row is None:
         msg = f"no slot {position} in draft {draft_id}"
         raise LookupError(msg)
@@ -496,19 +507,17 @@ async def _store(
 ) -> Slot:
     """Write the slot's new content (any earlier rejection cleared) and commit."""
     await session.execute(
-        update(SLOTS)
-        .where(SLOTS.c.id == slot_id)
-        .values(
-            status=status,
-            value=value,
-            warning=warning,
-            skip_reason=skip_reason,
-            entered_by=entered.user_id,
-            entered_at=entered.at,
-            source_message_id=entered.message_id,
-            rejection_code=None,
-            rejection_message=None,
-        )
+        _STORE,
+        {
+            "slot_id": slot_id,
+            "status": status,
+            "value": value,
+            "warning": warning,
+            "skip_reason": skip_reason,
+            "entered_by": entered.user_id,
+            "entered_at": entered.at,
+            "source_message_id": entered.message_id,
+        },
     )
     await session.commit()
     return replace(

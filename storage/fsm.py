@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aiogram.fsm.state import State
@@ -41,7 +42,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from sqlalchemy import select
+from sqlalchemy import Executable, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.engine import upsert_insert
@@ -83,10 +84,23 @@ class FsmChanges:
 _changes: ContextVar[FsmChanges | None] = ContextVar("fsm_changes", default=None)
 
 
-async def _upsert_in(session: AsyncSession, storage_key: str, values: dict[str, Any]) -> None:
-    insert = upsert_insert(session)
-    stmt = insert(FsmRecord).values(key=storage_key, **values)
-    await session.execute(stmt.on_conflict_do_update(index_elements=[FsmRecord.key], set_=values))
+FSM_RECORDS: Table = FsmRecord.__table__  # type: ignore[assignment]
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Executable:
+    """Insert or replace records (a row of parameters each); run once per update, so
+    built once per dialect, not per call."""
+    insert = upsert_insert(dialect)(FSM_RECORDS)
+    return insert.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[FSM_RECORDS.c.key],
+        set_={"state": insert.excluded.state, "data": insert.excluded.data},
+    )
+
+
+async def _upsert_in(session: AsyncSession, records: Mapping[str, _Record]) -> None:
+    rows = [{"key": key, "state": r.state, "data": r.data} for key, r in records.items()]
+    await session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
 
 
 class SqlStorage(BaseStorage):
@@ -105,9 +119,9 @@ class SqlStorage(BaseStorage):
     async def close(self) -> None:
         """Nothing to release: the engine belongs to the application."""
 
-    async def _upsert(self, storage_key: str, values: dict[str, Any]) -> None:
+    async def _upsert(self, storage_key: str, record: _Record) -> None:
         async with self._pool() as session:
-            await _upsert_in(session, storage_key, values)
+            await _upsert_in(session, {storage_key: record})
             await session.commit()
 
     @contextlib.contextmanager
@@ -123,17 +137,17 @@ class SqlStorage(BaseStorage):
 
     async def save(self, session: AsyncSession, changes: FsmChanges) -> None:
         """Write the collected changes in the caller's transaction (not committed)."""
-        for storage_key, record in changes.records.items():
-            await _upsert_in(session, storage_key, {"state": record.state, "data": record.data})
+        if changes.records:
+            await _upsert_in(session, changes.records)
 
-    async def _write(self, storage_key: str, record: _Record, **values: str | None) -> None:
+    async def _write(self, storage_key: str, record: _Record, updated: _Record) -> None:
+        """Store `updated` as the key's record (the cached `record` takes its content)."""
         changes = _changes.get()
         if changes is None or not changes.open:
-            await self._upsert(storage_key, values)
+            await self._upsert(storage_key, updated)
         else:
             changes.records[storage_key] = record
-        for name, value in values.items():
-            setattr(record, name, value)
+        record.state, record.data = updated.state, updated.data
 
     async def _record(self, key: StorageKey) -> tuple[str, _Record]:
         storage_key = self._keys.build(key)
@@ -153,7 +167,7 @@ class SqlStorage(BaseStorage):
         storage_key, record = await self._record(key)
         name = _state_name(state)
         if name != record.state:
-            await self._write(storage_key, record, state=name)
+            await self._write(storage_key, record, replace(record, state=name))
 
     async def get_state(self, key: StorageKey) -> str | None:
         _, record = await self._record(key)
@@ -166,7 +180,7 @@ class SqlStorage(BaseStorage):
         storage_key, record = await self._record(key)
         text = json.dumps(data, ensure_ascii=False)
         if text != record.data:
-            await self._write(storage_key, record, data=text)
+            await self._write(storage_key, record, replace(record, data=text))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         _, record = await self._record(key)

@@ -15,11 +15,12 @@ instances starting at once never both take the same row.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.engine import upsert_insert
@@ -29,6 +30,24 @@ from storage.models import InboxUpdate
 # a restart), never after a day or ten thousand later updates.
 KEEP_DONE = 10_000
 KEEP_DONE_FOR = timedelta(days=1)
+
+
+# Storing and marking done run for every update: built once, not per call.
+INBOX: Table = InboxUpdate.__table__  # type: ignore[assignment]
+_MARK_DONE = (
+    update(INBOX)
+    .where(INBOX.c.update_id == bindparam("done_id"))
+    .values(done_at=bindparam("done_at"))
+)
+
+
+@functools.cache
+def _store_statement(dialect: str) -> Executable:
+    """Insert rows (a row of parameters each) unless stored already; the new ids back."""
+    insert = upsert_insert(dialect)(INBOX)
+    return insert.on_conflict_do_nothing(  # type: ignore[no-any-return]
+        index_elements=[INBOX.c.update_id]
+    ).returning(INBOX.c.update_id)
 
 
 @dataclass(frozen=True)
@@ -112,14 +131,8 @@ class Inbox:
             }
             for item in items
         ]
-        insert = upsert_insert(session)
-        stmt = (
-            insert(InboxUpdate)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[InboxUpdate.update_id])
-            .returning(InboxUpdate.update_id)
-        )
-        stored = set((await session.execute(stmt)).scalars())
+        statement = _store_statement(session.get_bind().dialect.name)
+        stored = set((await session.execute(statement, rows)).scalars())
         await session.commit()
         return stored
 
@@ -197,12 +210,12 @@ class Inbox:
         self, update_id: int, now: datetime, *, session: AsyncSession | None = None
     ) -> None:
         """Mark the update done; in the caller's transaction (not committed) if given."""
-        stmt = update(InboxUpdate).where(InboxUpdate.update_id == update_id).values(done_at=now)
+        done = {"done_id": update_id, "done_at": now}
         if session is not None:
-            await session.execute(stmt)
+            await session.execute(_MARK_DONE, done)
             return
         async with self._pool() as own:
-            await own.execute(stmt)
+            await own.execute(_MARK_DONE, done)
             await own.commit()
 
     async def next_offset(self) -> int | None:
