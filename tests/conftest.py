@@ -55,6 +55,19 @@ def soak(request: pytest.FixtureRequest) -> int:
     return max(1, int(value))
 
 
+def expected_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("duration")
+    return float(marker.args[0]) if marker is not None else 0.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first (the sort is stable: the rest keep their order). pytest-xdist hands
+    # tests out in this order, so a two-minute test starts at once beside the others
+    # instead of near the end with the other worker left idle (tasks.py: --dist load
+    # --maxschedchunk 1). Every worker sorts the same collection the same way.
+    items.sort(key=expected_seconds, reverse=True)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     # Lets fixtures see whether the test failed (to print the bot's log).
