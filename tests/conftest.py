@@ -29,7 +29,7 @@ from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.migrate import upgrade_database
-from tests.harness.databases import Databases
+from tests.harness.databases import Databases, Templates
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.hashing import fast_hasher
 from updates import UpdateRunner
@@ -184,6 +184,7 @@ async def app(
     request: pytest.FixtureRequest,
     app_overrides: dict[str, object],
     databases: Databases,
+    database_templates: Templates,
 ) -> AsyncIterator[App]:
     # @pytest.mark.app_settings(OUTBOX_RETRY_BASE=0.1, ...) changes settings for one test.
     marker = request.node.get_closest_marker("app_settings")
@@ -193,5 +194,6 @@ async def app(
         **(marker.kwargs if marker is not None else {}),
     }
     settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **overrides)
+    await database_templates.copy_into(databases, settings)
     async with running_app(fake_telegram, settings) as running:
         yield running
