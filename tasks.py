@@ -86,6 +86,7 @@ def cmd_test(args: list[str]) -> int:
         # mypy takes ~25 s of CPU on a clean clone (no cache); the test workers mostly
         # wait on sockets and subprocesses, so it runs beside the first pass.
         mypy = Background([str(bin_ / "mypy"), "."])
+    compile_sources()
     pytest = [str(PY), "-m", "pytest", *workers("--serial" in options)]
     try:
         rc = pytest_pass("SQLite", [*pytest, *args], {})
@@ -102,6 +103,17 @@ def cmd_test(args: list[str]) -> int:
         print("tasks: tests passed, but a lint/type check failed (see above)", flush=True)
         return 1
     return rc
+
+
+def compile_sources() -> None:
+    """Write the bytecode of the project's own modules once, before the tests.
+
+    The tests start `python bot.py` a few dozen times per pass with
+    PYTHONDONTWRITEBYTECODE=1 (tests/harness/process.py): on a clean clone each start
+    compiled ~100 modules again (~0.4 s of CPU). Reading bytecode is still allowed.
+    """
+    skip = r"[/\\]\.(venv|git)[/\\]"
+    subprocess.run([str(PY), "-m", "compileall", "-q", "-x", skip, str(ROOT)], check=False)
 
 
 class Background:
