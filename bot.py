@@ -16,13 +16,32 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
+from settings import Mode, Settings, describe_error, load_settings
+
+
+def checked_settings() -> Settings | None:
+    """The settings; None after one line on stderr naming the wrong setting."""
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        return None
+
+
+# `python bot.py` checks its settings before the imports below (E402 allowed in
+# pyproject), which take seconds of CPU: aiogram builds hundreds of pydantic models.
+# A wrong setting is reported at once, not after them.
+if __name__ == "__main__" and checked_settings() is None:
+    sys.exit(2)
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import BotCommand
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_client.base import Billing
@@ -44,7 +63,6 @@ from services.metrics import MeteredBilling, Metrics
 from services.outbox import Outbox, OutboxPolicy
 from services.submission import RetryPolicy
 from services.summary import SummarySweeper, summary_hook
-from settings import Mode, Settings, describe_error, load_settings
 from storage.crypto import Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import create_fsm
@@ -388,10 +406,8 @@ async def run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     del argv
-    try:
-        settings = load_settings()
-    except ValidationError as exc:
-        print(describe_error(exc), file=sys.stderr)
+    settings = checked_settings()
+    if settings is None:
         return 2
     secrets: list[Any] = [settings.BOT_TOKEN.get_secret_value()]
     if settings.SECRET_KEY:

@@ -29,7 +29,7 @@ from settings import Settings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.migrate import upgrade_database
-from tests.harness.databases import Databases
+from tests.harness.databases import Databases, Templates
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.hashing import fast_hasher
 from updates import UpdateRunner
@@ -53,6 +53,19 @@ def soak(request: pytest.FixtureRequest) -> int:
 
     value = request.config.getoption("--soak") or int(os.environ.get("SOAK", "1") or 1)
     return max(1, int(value))
+
+
+def expected_seconds(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("duration")
+    return float(marker.args[0]) if marker is not None else 0.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first (the sort is stable: the rest keep their order). pytest-xdist hands
+    # tests out in this order, so a two-minute test starts at once beside the others
+    # instead of near the end with the other worker left idle (tasks.py: --dist load
+    # --maxschedchunk 1). Every worker sorts the same collection the same way.
+    items.sort(key=expected_seconds, reverse=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -171,6 +184,7 @@ async def app(
     request: pytest.FixtureRequest,
     app_overrides: dict[str, object],
     databases: Databases,
+    database_templates: Templates,
 ) -> AsyncIterator[App]:
     # @pytest.mark.app_settings(OUTBOX_RETRY_BASE=0.1, ...) changes settings for one test.
     marker = request.node.get_closest_marker("app_settings")
@@ -180,5 +194,6 @@ async def app(
         **(marker.kwargs if marker is not None else {}),
     }
     settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, **overrides)
+    await database_templates.copy_into(databases, settings)
     async with running_app(fake_telegram, settings) as running:
         yield running

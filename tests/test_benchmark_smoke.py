@@ -23,6 +23,7 @@ from tests.harness.databases import on_postgresql
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.duration(90)
 @pytest.mark.timeout(900)
 def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     webhook = on_postgresql() and bool(os.environ.get("TEST_REDIS_URL"))

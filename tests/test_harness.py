@@ -861,6 +861,7 @@ ECHO_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.duration(15)
 async def test_bot_process_runs_answers_and_stops_on_sigterm(
     fake_telegram: FakeTelegram,
     start_bot: StartBot,

@@ -91,6 +91,7 @@ def test_accounts_are_added_listed_and_removed(tmp_path: Path) -> None:
     assert cli(tmp_path, "account", "list").stdout == "учётных записей нет\n"
 
 
+@pytest.mark.duration(10)
 def test_import_and_export_through_the_command_line(tmp_path: Path) -> None:
     cli(tmp_path, "account", "add", "uk", "--name", "УК", "--password-stdin",
         stdin="a long enough password\n")  # fmt: skip

@@ -6,6 +6,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 
 import openpyxl
+import pytest
 from sqlalchemy import select
 
 from billing_client.embedded.backend import EmbeddedBilling
@@ -147,6 +148,7 @@ async def post_paced(app: App, own_limit: int, count: int) -> float:
     return since
 
 
+@pytest.mark.duration(10)
 async def test_posts_keep_under_the_group_limit_and_none_is_dropped(app: App) -> None:
     # Telegram's 20 a minute, scaled down to 5 in 3 s so the test takes seconds.
     since = await post_paced(app, own_limit=5, count=16)

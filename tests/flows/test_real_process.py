@@ -48,6 +48,7 @@ async def accepted(billing: Billing) -> dict[str, str]:
     return {r.meter_id: str(r.value) for r in readings.readings}
 
 
+@pytest.mark.duration(20)
 @pytest.mark.parametrize("backend", ["embedded", "http"])
 async def test_the_whole_flow_with_the_real_bot_process(
     backend: str,
@@ -96,6 +97,7 @@ async def test_the_whole_flow_with_the_real_bot_process(
         assert (await bot.stop()).returncode == 0
 
 
+@pytest.mark.duration(40)
 async def test_a_crash_mid_walk_loses_no_value(
     start_bot: StartBot, fake_telegram: FakeTelegram, bot_env: dict[str, str]
 ) -> None:

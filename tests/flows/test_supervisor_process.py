@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from storage.engine import create_engine
@@ -22,6 +23,7 @@ async def first_previous_value(database_url: str) -> str:
     return str(value or "1")
 
 
+@pytest.mark.duration(15)
 async def test_the_real_process_binds_a_group_and_posts_the_summary_with_the_file(
     start_bot: StartBot, fake_telegram: FakeTelegram, bot_env: dict[str, str]
 ) -> None:

@@ -182,6 +182,7 @@ def test_two_metrics_objects_do_not_share_a_registry() -> None:
     )
 
 
+@pytest.mark.duration(15)
 async def test_the_real_bot_serves_health_and_metrics_on_metrics_port(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:

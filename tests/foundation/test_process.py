@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.harness.databases import fsm_contents
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.process import StartBot
 
 
+@pytest.mark.duration(15)
 async def test_start_is_answered_by_the_real_process(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:
@@ -24,6 +27,7 @@ async def test_start_is_answered_by_the_real_process(
     assert result.seconds < 10
 
 
+@pytest.mark.duration(30)
 async def test_fsm_state_survives_a_restart(
     start_bot: StartBot, fake_telegram: FakeTelegram, bot_env: dict[str, str]
 ) -> None:
@@ -43,6 +47,7 @@ async def test_fsm_state_survives_a_restart(
     assert "Главное меню" in reply.text
 
 
+@pytest.mark.duration(10)
 async def test_updates_sent_while_the_bot_was_down_are_handled(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:

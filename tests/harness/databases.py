@@ -14,17 +14,23 @@ They are test-only names on purpose: a developer's exported DATABASE_URL or REDI
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from settings import Settings
 
 
 def server_url() -> str | None:
@@ -49,13 +55,14 @@ def url_of(database: str) -> str:
     return make_url(base).set(database=database).render_as_string(hide_password=False)
 
 
-async def _maintenance(statement: str) -> None:
+async def _maintenance(*statements: str) -> None:
     base = server_url()
     assert base is not None
     engine = create_async_engine(base, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
-            await connection.execute(text(statement))
+            for statement in statements:
+                await connection.execute(text(statement))
     finally:
         await engine.dispose()
 
@@ -149,6 +156,111 @@ async def databases(tmp_path: Path) -> AsyncIterator[Databases]:
     finally:
         for name in names:
             await drop_database(name)
+
+
+class Templates:
+    """This worker's freshly opened databases, made once and copied into each `app` test.
+
+    The bot's schema at head, and the embedded billing migrated with its demo account
+    (the cheap test argon2, as the `app` fixture opens it). Migrating both and loading
+    the demo took about 1 s per test on SQLite and 2-4 s on PostgreSQL; a copy (file
+    copy, or CREATE DATABASE ... TEMPLATE) takes a fraction. Only the in-process `app`
+    uses them: the real `python bot.py` tests still start on empty databases, and
+    tests/foundation/test_storage.py and tests/billing/test_migrations.py migrate.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._made: dict[tuple[str, str, str], str] = {}  # (kind, part, key) -> file or name
+
+    async def copy_into(self, databases: Databases, settings: Settings) -> None:
+        """Fill the test's databases from the templates when its settings allow."""
+        from billing_client import open_billing
+        from storage.engine import create_engine
+        from storage.migrate import upgrade_database
+
+        from .hashing import fast_hasher
+
+        async def bot_schema(url: str) -> None:
+            engine = create_engine(url)
+            try:
+                await upgrade_database(engine)
+            finally:
+                await engine.dispose()
+
+        async def billing_with_demo(url: str) -> None:
+            template_settings = settings.model_copy(update={"BILLING_DATABASE_URL": url})
+            billing = await open_billing(template_settings, password_hasher=fast_hasher())
+            await billing.close()
+
+        if databases.bot == settings.DATABASE_URL:
+            await self._copy("bot", "", databases.bot, bot_schema)
+        if (
+            databases.billing == settings.BILLING_DATABASE_URL
+            and settings.BILLING_URL is None
+            and settings.BILLING_DEMO
+        ):
+            # The demo's previous readings are dated by the billing's today.
+            today = datetime.now(ZoneInfo(settings.TIMEZONE)).date()
+            key = f"{settings.TIMEZONE} {today}"
+            await self._copy("billing", key, databases.billing, billing_with_demo)
+
+    async def _copy(
+        self, part: str, key: str, url: str, make: Callable[[str], Awaitable[None]]
+    ) -> None:
+        target = make_url(url)
+        kind = target.get_backend_name()
+        made = (kind, part, key)
+        if made not in self._made:
+            name = f"template_{worker_number()}_{part}_{len(self._made)}"
+            if kind == "sqlite":
+                path = self.folder / f"{name}.db"
+                await make(f"sqlite+aiosqlite:///{path}")
+                self._made[made] = str(path)
+            else:
+                await make(await create_database(name))
+                self._made[made] = name
+        source = self._made[made]
+        if kind == "sqlite":
+            _copy_file(Path(source), Path(str(target.database)))
+        elif await _is_empty(url):  # a test that filled its own database keeps it
+            database = target.database
+            await _maintenance(
+                f'DROP DATABASE IF EXISTS "{database}"',
+                f'CREATE DATABASE "{database}" TEMPLATE "{source}"',
+            )
+
+    async def drop(self) -> None:
+        """Drop the PostgreSQL templates (the SQLite ones go with the folder)."""
+        for (kind, _part, _key), name in self._made.items():
+            if kind != "sqlite":
+                await drop_database(name)
+
+
+async def _is_empty(url: str) -> bool:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            tables = await connection.scalar(
+                text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            )
+            return bool(tables == 0)
+    finally:
+        await engine.dispose()
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    if not destination.exists():  # a test that made its own database keeps it
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+
+
+@pytest.fixture(scope="session")
+def database_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    templates = Templates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    if on_postgresql():
+        asyncio.run(templates.drop())
 
 
 async def fsm_contents(database_url: str, redis_url: str | None) -> dict[str, str]:

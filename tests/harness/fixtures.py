@@ -8,6 +8,7 @@ Fixtures:
     bot_env        environment for `python bot.py` against it, data in tmp_path (and its
                    own PostgreSQL databases and Redis when the suite runs on them)
     databases      the URLs of a test's databases (tests/harness/databases.py)
+    database_templates  this worker's migrated databases, copied by the `app` fixture
     start_bot      factory: `bot = await start_bot()` starts bot.py, waits until it polls,
                    and stops it after the test (its log is printed when the test fails)
 """
@@ -24,7 +25,8 @@ from typing import Any
 import pytest
 
 from .databases import Databases
-from .databases import databases as databases  # the fixture, registered with this plugin
+from .databases import database_templates as database_templates  # fixtures, registered
+from .databases import databases as databases  # with this plugin
 from .fake_telegram import BOT_TOKEN, BOT_USERNAME, FakeTelegram
 from .process import BotProcess, StartBot
 

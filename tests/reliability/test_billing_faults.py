@@ -202,6 +202,7 @@ async def fill_and_batch(
     return batch
 
 
+@pytest.mark.duration(15)
 async def test_submissions_through_timeouts_after_commit_and_random_5xx(tmp_path: Path) -> None:
     count = 300 if SOAK else 100
     per_batch = 2
@@ -479,6 +480,7 @@ async def bot_db_slots(bot_db: Path) -> list[tuple[str, str | None, str]]:
         return [(row[0], row[1], row[2]) for row in await cursor.fetchall()]
 
 
+@pytest.mark.duration(60)
 @pytest.mark.timeout(1800 if SOAK else 300)
 async def test_kill_9_during_a_submission_loses_and_duplicates_nothing(
     fake_telegram: FakeTelegram, start_bot: StartBot, bot_env: dict[str, str], tmp_path: Path

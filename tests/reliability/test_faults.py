@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -118,6 +119,7 @@ def count_wrong(slots: list[DraftSlot], typed: dict[int, str]) -> int:
 # --- kill -9 and SIGTERM ------------------------------------------------------------------
 
 
+@pytest.mark.duration(45)
 @pytest.mark.timeout(900)
 async def test_kill9_at_random_points_while_entering_readings(
     fake_telegram: FakeTelegram, spawn_bot: SpawnBot, bot_env: dict[str, str], soak: int
@@ -171,6 +173,7 @@ async def test_kill9_at_random_points_while_entering_readings(
     assert len(acknowledged) == READINGS
 
 
+@pytest.mark.duration(45)
 @pytest.mark.timeout(900)
 async def test_sigterm_in_the_middle_of_a_handler(
     fake_telegram: FakeTelegram, spawn_bot: SpawnBot, bot_env: dict[str, str], soak: int
@@ -234,6 +237,7 @@ async def _slots(app: App) -> list[DraftSlot]:
         return list(rows.scalars())
 
 
+@pytest.mark.duration(10)
 @pytest.mark.timeout(300)
 async def test_every_update_delivered_twice(app: App, soak: int) -> None:
     tg = app.tg
@@ -263,6 +267,7 @@ async def test_every_update_delivered_twice(app: App, soak: int) -> None:
     assert duplicate_replies == 0
 
 
+@pytest.mark.duration(25)
 @pytest.mark.timeout(300)
 async def test_telegram_answering_429_and_502(app: App, soak: int) -> None:
     tg = app.tg
@@ -335,9 +340,17 @@ async def _create_canary_accounts(bot_env: dict[str, str], count: int) -> None:
     )
     billing = await open_billing(settings)
     assert isinstance(billing, EmbeddedBilling)
+    # One hash with production costs for all: the bot checks each login against it at
+    # production cost, and the 49 other hashes would cost ~0.2-0.5 s each in the test.
+    password_hash = PasswordHasher().hash(CANARY_PASSWORD)
     try:
         for n in range(count):
-            await billing.add_account(f"canary-{n}", "ООО «Канарейка»", SecretStr(CANARY_PASSWORD))
+            await billing.add_account(
+                f"canary-{n}",
+                "ООО «Канарейка»",
+                SecretStr(CANARY_PASSWORD),
+                password_hash=password_hash,
+            )
     finally:
         await billing.close()
 
@@ -349,6 +362,7 @@ def _count_in_files(folders: list[Path], needles: list[bytes]) -> tuple[list[str
     return [f.name for f in files], hits
 
 
+@pytest.mark.duration(75)
 @pytest.mark.timeout(600)
 async def test_canary_password_and_token_are_nowhere(
     fake_telegram: FakeTelegram,

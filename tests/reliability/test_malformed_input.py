@@ -318,6 +318,7 @@ async def _type_all(app: Offline, field_name: str, inputs: list[str]) -> Tally:
     return tally
 
 
+@pytest.mark.duration(150)
 @pytest.mark.timeout(900)
 async def test_generated_strings_in_every_text_field(offline: Offline, soak: int) -> None:
     app = offline

@@ -180,6 +180,7 @@ async def enter_and_send(
     return typed
 
 
+@pytest.mark.duration(20)
 async def test_two_webhook_instances_lose_and_double_nothing(
     fork_server: ForkServer,
     fake_telegram: FakeTelegram,

@@ -186,6 +186,7 @@ typed_text = st.text(
 )
 
 
+@pytest.mark.duration(10)
 @settings(max_examples=2500, deadline=None)
 @given(text=typed_text, limit=limits)
 @example(text="١٢٣", limit=(5, 0))
