@@ -62,6 +62,8 @@ def run(cmd: list[str], **kwargs: object) -> int:
 def cmd_run(args: list[str]) -> int:
     ensure_venv()
     os.chdir(ROOT)
+    # The deploy's allocator setting (deploy/Dockerfile), unless the caller chose one.
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     os.execv(str(PY), [str(PY), "bot.py", *args])
     return 0  # pragma: no cover
 
