@@ -52,8 +52,7 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     for floor in ("floor", "floor_durable"):
         assert isinstance(results[f"{floor}_cpu_per_update_ratio_vs_echo"], int | float)
         assert results[f"{floor}_api_errors"] == 0
-    # The paced run is inspectors at their meters; their openings are measured apart.
-    assert results["open_building_burst_count"] > 0
+    # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
     assert results["machine"]["aiogram"]
     table = (tmp_path / "results.md").read_text()
