@@ -7,7 +7,8 @@ One fake Bot API server (tests/harness) serves every process of the run, in turn
 1. the echo bot (benchmarks/echo_bot.py): saturation with 1, 10 and 100 users, a
    paced run: the floor that aiogram and HTTP alone set on this machine, now; then
    the floor bot (benchmarks/floor_bot.py): the least a reading can cost (the value
-   committed to SQLite, the card edited, the message deleted), 10 users and paced;
+   committed to SQLite, the card edited, the message deleted), on sqlite3 and through
+   SQLAlchemy + aiosqlite, 10 users and paced;
 2. the bot (python bot.py, embedded billing, SQLite) on a small database: the same
    saturation levels with inspectors doing the real flow; the paced run with 100
    inspectors at their meters, each sending a value every 3 s (a refused value or a
@@ -71,8 +72,12 @@ ROOT = HERE.parent
 # The floor bot's users are chats of their own: the bot's inspectors start on clean chats.
 FLOOR_USERS_OFFSET = 50_000
 # The floor bot's strengths (benchmarks/floor_bot.py): prefix of the figures, FLOOR_KIND.
-FLOORS = (("floor", "minimal"), ("floor_durable", "durable"))
-FLOOR_LABELS = {"floor": "floor bot, minimal", "floor_durable": "floor bot, durable"}
+FLOORS = (("floor", "minimal"), ("floor_durable", "durable"), ("floor_stack", "stack"))
+FLOOR_LABELS = {
+    "floor": "floor bot, minimal",
+    "floor_durable": "floor bot, durable",
+    "floor_stack": "floor bot, stack",
+}
 READY_TIMEOUT = 180.0  # importing aiogram on a busy 2-core machine takes a while
 
 # The issue's keys (every one a number measured in the run), then the rest.
@@ -430,7 +435,7 @@ async def bench_reference(
 
 
 def references(work: Path) -> list[Reference]:
-    """The echo bot (aiogram and HTTP alone) and the floor bot's two strengths."""
+    """The echo bot (aiogram and HTTP alone) and the floor bot's strengths."""
     echo = Reference("echo", "benchmarks/echo_bot.py", echo_answer, True, FIRST_USER_ID)
     floors = [
         Reference(
@@ -439,7 +444,8 @@ def references(work: Path) -> list[Reference]:
             card_answer,
             False,
             FIRST_USER_ID + FLOOR_USERS_OFFSET * (i + 1),
-            {"FLOOR_DB": str(work / f"{name}.db"), "FLOOR_KIND": kind},
+            # PYTHONPATH: the stack strength imports the bot's SQLite driver (storage/).
+            {"FLOOR_DB": str(work / f"{name}.db"), "FLOOR_KIND": kind, "PYTHONPATH": str(ROOT)},
         )
         for i, (name, kind) in enumerate(FLOORS)
     ]
@@ -888,7 +894,10 @@ def polling_markdown(results: dict[str, Any]) -> list[str]:
         "committed, nothing else. *durable*: what a reading needs under this product's "
         "rules: the update stored before it is handled, the sender's access read, the "
         "slot read and committed, the next slot and the counts read, the state stored "
-        "with the done mark. Measured in the same run, 10 users:",
+        "with the done mark. *stack*: the durable floor's statements and transactions "
+        "through the mandated stack (SQLAlchemy Core text() on one AsyncConnection, "
+        "aiosqlite with the bot's driver) instead of sqlite3. Measured in the same run, "
+        "10 users:",
         "",
         "| | updates/s | CPU ms/update | vs echo | the bot vs it |",
         "|---|---:|---:|---:|---:|",

@@ -1,10 +1,10 @@
 """The benchmark's smoke run: every figure of results.json is produced (not a speed test).
 
 `python -m benchmarks --smoke` starts the fake Bot API server, the echo bot, the floor bot
-and the real bot twice (small and "large" database) with tiny counts; the figures mean
-nothing, the point is that the full run (`python3 tasks.py bench`) cannot silently rot. In
-the suite's second pass (PostgreSQL + Redis given) the webhook part runs too: 1 and 2
-instances.
+(each strength) and the real bot twice (small and "large" database) with tiny counts; the
+figures mean nothing, the point is that the full run (`python3 tasks.py bench`) cannot
+silently rot. In the suite's second pass (PostgreSQL + Redis given) the webhook part runs
+too: 1 and 2 instances.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import REQUIRED_KEYS, WEBHOOK_KEYS
+from benchmarks.run import FLOOR_LABELS, FLOORS, REQUIRED_KEYS, WEBHOOK_KEYS
 from tests.harness.databases import on_postgresql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,16 +48,17 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["smoke"] is True
     assert results["readings_entered"] > 0
     assert results["api_errors"] == 0, results["api_errors_by_kind"]
-    # The floor bot (benchmarks/floor_bot.py) ran in both strengths, every call succeeding.
-    for floor in ("floor", "floor_durable"):
+    # The floor bot (benchmarks/floor_bot.py) ran in every strength, every call succeeding.
+    table = (tmp_path / "results.md").read_text()
+    for floor, _kind in FLOORS:
         assert isinstance(results[f"{floor}_cpu_per_update_ratio_vs_echo"], int | float)
+        assert isinstance(results[f"{floor}_p99_ms_paced_100_inspectors"], int | float)
         assert results[f"{floor}_api_errors"] == 0
+        assert f"| {FLOOR_LABELS[floor]} |" in table
     # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
     assert results["machine"]["aiogram"]
-    table = (tmp_path / "results.md").read_text()
     assert "| Bot API calls per entered reading |" in table
-    assert "| floor bot, durable |" in table
     if webhook:
         assert results["webhook_failed_deliveries_2_instances"] == 0
         assert "2 vs 1 instances" in table
