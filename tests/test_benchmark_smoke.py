@@ -55,6 +55,9 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
         assert isinstance(results[f"{floor}_p99_ms_paced_100_inspectors"], int | float)
         assert results[f"{floor}_api_errors"] == 0
         assert f"| {FLOOR_LABELS[floor]} |" in table
+    # The harness reports its own longest GC pause in the timed windows.
+    assert isinstance(results["harness_gc_pause_max_ms"], int | float)
+    assert "garbage-collector pause" in table
     # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
     assert results["machine"]["aiogram"]
