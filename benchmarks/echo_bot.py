@@ -10,6 +10,7 @@ It uses the bot's client settings (aiohttp session, HTML parse mode) and nothing
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import os
 
@@ -36,6 +37,7 @@ async def main() -> None:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
+    gc.freeze()  # as bot.py does once started: full collections skip the imports
     await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import html
 import json
 import os
@@ -285,6 +286,7 @@ async def main() -> None:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
+    gc.freeze()  # as bot.py does once started: full collections skip the imports
     await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
 
 
