@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from handlers.auth import may_hold_password, message_lost
 from services.accounts import linked_among
+from storage.engine import engine_of
 from storage.fsm import FsmChanges, SqlStorage
 from storage.inbox import Inbox, Incoming, Stored
 
@@ -127,7 +128,8 @@ class UpdateRunner:
         # One instance only (SQLite): every claim at start is a dead predecessor's.
         self._sole = sole_instance
         self._claims: asyncio.Task[None] | None = None
-        self._pool = session_pool
+        # The runner's own transactions need no ORM session (storage.engine.engine_of).
+        self._engine = engine_of(session_pool)
         # FSM on the bot's database: an update's FSM changes are committed with its done
         # mark, in one transaction (storage/fsm.py). Redis keeps its own writes.
         storage = dispatcher.fsm.storage
@@ -250,11 +252,13 @@ class UpdateRunner:
 
         When this returns, the updates are safe: the caller may confirm them to Telegram.
         """
-        async with self._accepting, self._pool() as session:
-            # One query for the whole batch: which senders are linked (see _holds_secret).
-            linked = await linked_among(session, _senders(updates))
-            incoming = [await self._incoming(update, linked) for update in updates]
-            stored = await self.inbox.store(incoming, _now(), session=session)
+        async with self._accepting:
+            async with self._engine.begin() as connection:
+                # One query for the whole batch: which senders are linked (see _holds_secret).
+                linked = await linked_among(connection, _senders(updates))
+                incoming = [await self._incoming(update, linked) for update in updates]
+                stored = await self.inbox.store(incoming, _now(), connection=connection)
+            # Committed: only now may they be handled.
             new = 0
             for update, item in zip(updates, incoming, strict=True):
                 if update.update_id in stored:
@@ -401,10 +405,9 @@ class UpdateRunner:
         if self._fsm is None or changes is None or not changes.records:
             await self.inbox.mark_done(update_id, _now())
             return
-        async with self._pool() as session:
-            await self._fsm.save(session, changes)
-            await self.inbox.mark_done(update_id, _now(), session=session)
-            await session.commit()
+        async with self._engine.begin() as connection:
+            await self._fsm.save(connection, changes)
+            await self.inbox.mark_done(update_id, _now(), connection=connection)
 
     async def _prune_now(self) -> None:
         self._last_prune = time.monotonic()

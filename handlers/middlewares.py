@@ -7,9 +7,13 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import TelegramUser
+
+# Run for every update: built once (session.get builds and keys its query each time).
+_USER = select(TelegramUser).where(TelegramUser.id == bindparam("user_id"))
 
 
 class DbSessionMiddleware(BaseMiddleware):
@@ -44,7 +48,11 @@ class CurrentUserMiddleware(BaseMiddleware):
     ) -> Any:
         from_user: User | None = data.get("event_from_user")
         session: AsyncSession = data["session"]
-        user = await session.get(TelegramUser, from_user.id) if from_user else None
+        user = (
+            (await session.execute(_USER, {"user_id": from_user.id})).scalar_one_or_none()
+            if from_user
+            else None
+        )
         data["user"] = user
         data["linked_user"] = (
             user if user is not None and user.account_id and user.revoked_at is None else None

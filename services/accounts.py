@@ -21,7 +21,7 @@ from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billing_client.errors import BillingError, InvalidCredentials, TooManyAttempts
 from billing_client.models import LoginResult
@@ -442,9 +442,9 @@ _LINKED_AMONG = select(_USERS.c.id).where(
 )
 
 
-async def linked_among(session: AsyncSession, telegram_user_ids: Collection[int]) -> set[int]:
+async def linked_among(connection: AsyncConnection, telegram_user_ids: Collection[int]) -> set[int]:
     """Which of these Telegram users are linked to an account and not revoked."""
     if not telegram_user_ids:
         return set()
-    rows = await session.scalars(_LINKED_AMONG, {"ids": list(telegram_user_ids)})
+    rows = await connection.scalars(_LINKED_AMONG, {"ids": list(telegram_user_ids)})
     return set(rows)

@@ -66,6 +66,16 @@ def create_session_pool(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def engine_of(session_pool: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine under the pool's sessions.
+
+    The runner's per-update transactions (the inbox's store and done mark, the FSM
+    write) need no ORM: on a connection they skip the session's bookkeeping.
+    """
+    engine: AsyncEngine = session_pool.kw["bind"]
+    return engine
+
+
 def upsert_insert(dialect: str) -> Any:
     """The dialect's INSERT (the one with ON CONFLICT), by dialect name.
 

@@ -43,9 +43,9 @@ from aiogram.fsm.storage.base import (
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlalchemy import Executable, Table, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from storage.engine import upsert_insert
+from storage.engine import engine_of, upsert_insert
 from storage.models import FsmRecord
 
 if TYPE_CHECKING:
@@ -98,9 +98,9 @@ def _upsert_statement(dialect: str) -> Executable:
     )
 
 
-async def _upsert_in(session: AsyncSession, records: Mapping[str, _Record]) -> None:
+async def _upsert_in(connection: AsyncConnection, records: Mapping[str, _Record]) -> None:
     rows = [{"key": key, "state": r.state, "data": r.data} for key, r in records.items()]
-    await session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+    await connection.execute(_upsert_statement(connection.dialect.name), rows)
 
 
 class SqlStorage(BaseStorage):
@@ -113,6 +113,7 @@ class SqlStorage(BaseStorage):
         key_builder: KeyBuilder | None = None,
     ) -> None:
         self._pool = session_pool
+        self._engine = engine_of(session_pool)
         self._keys = key_builder or DefaultKeyBuilder(with_destiny=True)
         self._cache: dict[str, _Record] = {}
 
@@ -120,9 +121,8 @@ class SqlStorage(BaseStorage):
         """Nothing to release: the engine belongs to the application."""
 
     async def _upsert(self, storage_key: str, record: _Record) -> None:
-        async with self._pool() as session:
-            await _upsert_in(session, {storage_key: record})
-            await session.commit()
+        async with self._engine.begin() as connection:
+            await _upsert_in(connection, {storage_key: record})
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[FsmChanges]:
@@ -135,10 +135,10 @@ class SqlStorage(BaseStorage):
             _changes.reset(token)
             changes.open = False
 
-    async def save(self, session: AsyncSession, changes: FsmChanges) -> None:
+    async def save(self, connection: AsyncConnection, changes: FsmChanges) -> None:
         """Write the collected changes in the caller's transaction (not committed)."""
         if changes.records:
-            await _upsert_in(session, changes.records)
+            await _upsert_in(connection, changes.records)
 
     async def _write(self, storage_key: str, record: _Record, updated: _Record) -> None:
         """Store `updated` as the key's record (the cached `record` takes its content)."""

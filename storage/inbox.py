@@ -1,9 +1,9 @@
 """The inbox: every Telegram update is committed here before Telegram is told it arrived.
 
 Each method is one short transaction of its own: the inbox is the plumbing under the
-handlers, not part of any use case's transaction. Two take the caller's session when
-given one: `store` (the runner checks the batch's senders in the same transaction)
-and `mark_done` (the runner commits the update's FSM changes with it).
+handlers, not part of any use case's transaction. Two run in the caller's transaction
+when given its connection: `store` (the runner checks the batch's senders in the same
+transaction) and `mark_done` (the runner commits the update's FSM changes with it).
 
 Several instances share one inbox. A row is claimed by the instance that stored it
 (`claimed_by`, until `claimed_until`), which renews its claims while it lives. Only a
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Executable, Table, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from storage.engine import upsert_insert
+from storage.engine import engine_of, upsert_insert
 from storage.models import InboxUpdate
 
 # Done rows kept for dedupe: a redelivery comes within minutes (a webhook answer lost,
@@ -101,23 +101,29 @@ class Inbox:
         lease: timedelta = timedelta(seconds=6),
     ) -> None:
         self._pool = session_pool
+        self._engine = engine_of(session_pool)
         self.owner = owner
         self.lease = lease
 
     async def store(
-        self, items: Sequence[Incoming], now: datetime, *, session: AsyncSession | None = None
+        self,
+        items: Sequence[Incoming],
+        now: datetime,
+        *,
+        connection: AsyncConnection | None = None,
     ) -> set[int]:
-        """Commit the updates not seen before, in one transaction; returns their ids.
+        """Store the updates not seen before; returns their ids.
 
-        A redelivered update (its id already stored) is left out of the result, so it is
-        handled once, even when two webhook requests carry it at the same moment. With
-        `session`, the caller's transaction is the one committed.
+        Committed here, or with `connection` in the caller's transaction (which the
+        caller commits). A redelivered update (its id already stored) is left out of the
+        result, so it is handled once, even when two webhook requests carry it at the
+        same moment.
         """
         if not items:
             return set()
-        if session is None:
-            async with self._pool() as own:
-                return await self.store(items, now, session=own)
+        if connection is None:
+            async with self._engine.begin() as own:
+                return await self.store(items, now, connection=own)
         rows = [
             {
                 "update_id": item.update_id,
@@ -131,10 +137,8 @@ class Inbox:
             }
             for item in items
         ]
-        statement = _store_statement(session.get_bind().dialect.name)
-        stored = set((await session.execute(statement, rows)).scalars())
-        await session.commit()
-        return stored
+        statement = _store_statement(connection.dialect.name)
+        return set((await connection.execute(statement, rows)).scalars())
 
     async def claim_lapsed(self, now: datetime) -> list[Stored]:
         """Claim the rows not done whose claim ran out (or never was), oldest first."""
@@ -207,16 +211,15 @@ class Inbox:
             await session.commit()
 
     async def mark_done(
-        self, update_id: int, now: datetime, *, session: AsyncSession | None = None
+        self, update_id: int, now: datetime, *, connection: AsyncConnection | None = None
     ) -> None:
         """Mark the update done; in the caller's transaction (not committed) if given."""
         done = {"done_id": update_id, "done_at": now}
-        if session is not None:
-            await session.execute(_MARK_DONE, done)
+        if connection is not None:
+            await connection.execute(_MARK_DONE, done)
             return
-        async with self._pool() as own:
+        async with self._engine.begin() as own:
             await own.execute(_MARK_DONE, done)
-            await own.commit()
 
     async def next_offset(self) -> int | None:
         """The getUpdates offset that confirms everything stored, or None for an empty inbox."""

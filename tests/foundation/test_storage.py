@@ -179,9 +179,8 @@ async def test_fsm_writes_of_an_update_are_stored_once_when_saved(engine: AsyncE
         assert await storage.get_data(key) == {"position": 3, "card_id": 17}
     assert statements == []
     assert await _stored_state(engine) is None
-    async with pool() as session:
-        await storage.save(session, changes)
-        await session.commit()
+    async with engine.begin() as connection:
+        await storage.save(connection, changes)
     assert len(statements) == 1  # state and data in one statement
     state, data = await _stored_state(engine) or (None, None)
     assert state == "Walk:entering_value" and data is not None and '"card_id": 17' in data
