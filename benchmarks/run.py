@@ -107,12 +107,12 @@ WEBHOOK_KEYS = (
 @dataclass(frozen=True)
 class Config:
     levels: tuple[int, int, int] = (1, 10, 100)  # the keys say 1, 10 and 100
-    warmup: float = 1.5
+    warmup: float = 1.0
     window: float = 5.0
     paced_users: int = 100
     paced_interval: float = 3.0
     paced_seconds: float = 24.0
-    echo_paced_seconds: float = 9.0
+    echo_paced_seconds: float = 7.5  # the reference bots: 250 updates each
     probe_users: int = 10
     probe_interval: float = 0.5
     probe_seconds: float = 8.0
@@ -247,6 +247,33 @@ def percentile(values: list[float], share: float) -> float:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
+
+
+class Steal:
+    """The share of the machine's CPU time its hypervisor took away (Linux /proc/stat).
+
+    A virtual machine's host can run other guests on "our" cores: steal time. It
+    slows every process of the run alike, so absolute figures fall with it while
+    ratios measured side by side hold better. Reported per part of the run.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        ticks = [int(x) for x in fields[:8]]  # user … steal; guest time is inside user
+        return ticks[7], sum(ticks)
+
+    def share(self) -> float | None:
+        end, start = self._read(), self._start
+        if end is None or start is None or end[1] == start[1]:
+            return None
+        return round((end[0] - start[0]) / (end[1] - start[1]), 3)
 
 
 # --- the processes ----------------------------------------------------------------------
@@ -740,6 +767,7 @@ def merged_webhook_figures(path: Path, webhook: dict[str, Any]) -> dict[str, Any
         "run_seconds": webhook["run_seconds"],
         "harness_gc_pause_max_ms": webhook["harness_gc_pause_max_ms"],
     }
+    results.setdefault("cpu_steal_share", {})["webhook"] = webhook["cpu_steal_share"]["webhook"]
     return results
 
 
@@ -830,7 +858,13 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Load average when the run started / ended: {results['load_average_start']} / "
         f"{results['load_average_end']} (other work on the machine makes absolute figures "
-        "noisy; the ratios to the echo bot are measured in the same run).",
+        "noisy; the ratios to the echo bot are measured in the same run). CPU time the "
+        "virtual machine's host took away (steal) by part of the run: "
+        + ", ".join(
+            f"{part} {share:.1%}" if share is not None else f"{part} unknown"
+            for part, share in results.get("cpu_steal_share", {}).items()
+        )
+        + ".",
         "",
     ]
     if "harness_gc_pause_max_ms" in results:
@@ -1019,13 +1053,20 @@ async def bench(config: Config, profile: bool, parts: set[str], out: Path) -> di
         work = Path(tmp)
         try:
             async with FakeTelegram(bot_token=BOT_TOKEN) as tg:
+                steal = results["cpu_steal_share"] = {}
                 if "polling" in parts:
+                    part = Steal()
                     for reference in references(work):
                         await bench_reference(tg, config, work, results, reference)
+                    steal["reference_bots"], part = part.share(), Steal()
                     await bench_bot_small(tg, config, work, results, profile)
+                    steal["bot_small_db"], part = part.share(), Steal()
                     await bench_bot_scale(tg, config, work, results)
+                    steal["bot_1m_slots"] = part.share()
                 if "webhook" in parts:
+                    part = Steal()
                     await bench_webhook(tg, config, work, results)
+                    steal["webhook"] = part.share()
         except BaseException:
             keep_logs(work, out / "logs")
             raise

@@ -58,6 +58,9 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     # The harness reports its own longest GC pause in the timed windows.
     assert isinstance(results["harness_gc_pause_max_ms"], int | float)
     assert "garbage-collector pause" in table
+    # The host's steal time is reported per part: absolute figures fall with it.
+    assert {"reference_bots", "bot_small_db", "bot_1m_slots"} <= set(results["cpu_steal_share"])
+    assert "took away (steal)" in table
     # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
     assert results["machine"]["aiogram"]
