@@ -52,7 +52,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine with the SQLite pragmas this project relies on."""
     ensure_sqlite_folder(url)
     if database_kind(url) == "sqlite":
-        kwargs.setdefault("async_creator", sqlite_driver.connector(make_url(url)))
+        kwargs.setdefault(
+            "async_creator",
+            sqlite_driver.connector(make_url(url), busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000),
+        )
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
