@@ -36,6 +36,7 @@ def checked_settings() -> Settings | None:
 if __name__ == "__main__" and checked_settings() is None:
     sys.exit(2)
 
+import uvloop
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
@@ -416,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         secrets.append(settings.WEBHOOK_SECRET.get_secret_value())
     setup_logging(settings.LOG_LEVEL, secrets)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
+        # libuv's event loop: the same work costs about 7 % less CPU (benchmarks/).
+        uvloop.run(run(settings))
     return 0
 
 

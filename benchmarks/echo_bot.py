@@ -2,18 +2,19 @@
 
 It runs against the same fake Bot API server as the bot, in the same benchmark run,
 so the bot's figures can be read as "aiogram and HTTP alone" plus what the bot adds.
-It uses the bot's client settings (aiohttp session, HTML parse mode) and nothing else.
+It uses the bot's client settings (aiohttp session, HTML parse mode) and event loop
+(uvloop), and nothing else.
 
     BOT_TOKEN=... TELEGRAM_API_URL=http://127.0.0.1:PORT python benchmarks/echo_bot.py
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import html
 import os
 
+import uvloop
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -42,4 +43,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the bot's event loop, as bot.py runs it
