@@ -14,7 +14,7 @@ transaction write at a time, and a connection that finds the write lock taken
 waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between tries.
 Between the statements of one transaction the event loop runs other updates, so
 under load writers often met a taken lock and then slept far past its release:
-in the benchmark, 200 of 800 paced updates had a statement waiting 8–330 ms. On
+in the benchmark, 200 statements in a paced window of 800 updates waited 8–330 ms. On
 the lock, the next writer starts the moment the previous one commits. Other
 processes on the same file (a second engine, a migration) are still kept apart
 by SQLite's own lock and busy timeout.
