@@ -172,8 +172,19 @@ class _Connection(aiosqlite.Connection):
         try:
             await super().close()
         finally:
-            self.transaction_open = False
-            self.end_write_turn()
+            self._gone()
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        """Also how SQLAlchemy terminates a connection it cannot close (a close that was
+        cancelled, a connection garbage-collected): the thread closes it, rolling back."""
+        try:
+            return super().stop()
+        finally:
+            self._gone()
+
+    def _gone(self) -> None:
+        self.transaction_open = False
+        self.end_write_turn()
 
     def _transaction_ended(self) -> None:
         if self._connection is not None and self._connection.in_transaction:

@@ -140,3 +140,25 @@ async def test_a_writer_kept_waiting_past_the_busy_timeout_fails_as_sqlite_would
             await second.commit()
     finally:
         await engine.dispose()
+
+
+async def test_a_connection_terminated_mid_transaction_gives_the_turn_back(
+    no_busy_wait: AsyncEngine,
+) -> None:
+    """SQLAlchemy terminates a connection it cannot close (a cancelled close, garbage
+    collection) with aiosqlite's stop(), not close(): the turn must not stay with it."""
+    engine = no_busy_wait
+    async with engine.connect() as first:
+        await first.execute(insert(items).values(name="кв. 1"))  # holds the turn
+        raw = await first.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, aiosqlite.Connection)
+        stopped = driver.stop()
+        assert stopped is not None
+        await asyncio.wait_for(stopped, 5)  # its thread closed it: the insert rolled back
+        async with engine.connect() as second:
+            await asyncio.wait_for(second.execute(insert(items).values(name="кв. 2")), 5)
+            await second.commit()
+            names = (await second.execute(select(items.c.name))).scalars().all()
+        await first.invalidate()  # the pool must not hand the stopped one out again
+    assert names == ["кв. 2"]
