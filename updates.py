@@ -166,7 +166,7 @@ class UpdateRunner:
         of other instances to run out, at most one lease: a dead one's claims have by then.
         """
         if self._sole:
-            left = await self.inbox.claim_lapsed(_now() + timedelta(seconds=self._lease))
+            left = await self.inbox.claim_lapsed(_now(), every=True)
             if left:
                 log.info("Replaying %d update(s) not finished before the last stop", len(left))
             for row in left:

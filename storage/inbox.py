@@ -140,11 +140,19 @@ class Inbox:
         statement = _store_statement(connection.dialect.name)
         return set((await connection.execute(statement, rows)).scalars())
 
-    async def claim_lapsed(self, now: datetime) -> list[Stored]:
-        """Claim the rows not done whose claim ran out (or never was), oldest first."""
-        lapsed = and_(
-            InboxUpdate.done_at.is_(None),
-            or_(InboxUpdate.claimed_until.is_(None), InboxUpdate.claimed_until < now),
+    async def claim_lapsed(self, now: datetime, *, every: bool = False) -> list[Stored]:
+        """Claim the rows not done whose claim ran out (or never was), oldest first.
+
+        every=True: every row not done, whoever holds it (the sole instance's start:
+        any claim is a dead predecessor's, however long it still runs).
+        """
+        lapsed = (
+            InboxUpdate.done_at.is_(None)
+            if every
+            else and_(
+                InboxUpdate.done_at.is_(None),
+                or_(InboxUpdate.claimed_until.is_(None), InboxUpdate.claimed_until < now),
+            )
         )
         async with self._pool() as session:
             candidates = await session.execute(

@@ -69,3 +69,20 @@ async def test_finished_and_released_rows(pool: async_sessionmaker[AsyncSession]
     await stopping.release()  # a clean stop gives up what it did not finish
     rows = await next_one.claim_lapsed(T0 + timedelta(seconds=1))
     assert [r.update_id for r in rows] == [2, 3]
+
+
+async def test_a_sole_instance_takes_every_unfinished_row_at_start(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    """SQLite has one instance: a claim it finds at start is a dead predecessor's, even one
+    taken a second ago. Waiting for it while handling the chat's newer updates would
+    handle them out of order (a value typed into the card before the one it answers)."""
+    killed = instance(pool, "killed")
+    await store(killed, range(1, 3), T0)
+    assert [r.update_id for r in await killed.claim_lapsed(T0, every=True)] == [1, 2]
+    await store(killed, range(3, 4), T0 + timedelta(seconds=1))
+    restarted = instance(pool, "restarted")
+    later = T0 + timedelta(seconds=2)  # well within the killed one's claims
+    assert await restarted.claim_lapsed(later) == []
+    rows = await restarted.claim_lapsed(later, every=True)
+    assert [r.update_id for r in rows] == [1, 2, 3]
