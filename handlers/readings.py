@@ -616,9 +616,9 @@ class _Sending:
         unsettled = [batch for batch in batches if batch not in results]
         if unsettled:
             count = sum([(await submission.describe(session, batch)).sent for batch in unsettled])
-            later = (
-                texts.billing_not_answering if outbox.billing_down else texts.sending_in_background
-            )
+            # Down when the send began (even if the cooldown has run out since) or now.
+            down = down or outbox.billing_down
+            later = texts.billing_not_answering if down else texts.sending_in_background
             lines.append(later(count))
         await retire_card(bot, chat_id, state, becomes="\n\n".join(lines))
         await outbox.shown(results, chat_id=chat_id)

@@ -356,6 +356,34 @@ async def test_billing_down_for_a_while_data_entry_goes_on_and_the_outbox_drains
     assert calls_while_down <= 4, "the breaker stops hammering a billing that is down"
 
 
+async def test_a_send_begun_while_billing_is_down_says_so_even_if_the_cooldown_ends_meanwhile(
+    app: App, billing: BillingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone = await open_building(app, user_id=2101)
+    await type_value(phone, app, 0)
+    billing.faults.error_rate, billing.faults.error_after_commit = 1.0, False  # billing is down
+    clock = [0.0]
+    app.outbox.breaker = CircuitBreaker(threshold=1, cooldown=60.0, clock=lambda: clock[0])
+    app.outbox.breaker.record_failure()
+    # The worker's probe has not gone out yet when the answer is written.
+    monkeypatch.setattr(app.outbox.breaker, "allow", lambda: False)
+    wait_for = app.outbox.wait_for
+
+    async def cooldown_ends_during_the_wait(
+        ids: list[int], seconds: float, *, chat_id: int
+    ) -> dict[int, BatchResult]:
+        results = await wait_for(ids, seconds, chat_id=chat_id)
+        clock[0] += 61.0  # the breaker is half-open by the time the answer is written
+        return results
+
+    monkeypatch.setattr(app.outbox, "wait_for", cooldown_ends_during_the_wait)
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    await phone.tap("Отправить")
+    told = await phone.wait_for("сохранены")
+    assert "Энергосбыт сейчас не отвечает" in told.text
+    assert "будут отправлены автоматически" in told.text
+
+
 async def test_50_parallel_presses_of_send_make_exactly_one_batch(
     app: App, billing: BillingServer
 ) -> None:
