@@ -172,7 +172,7 @@ class _Connection(aiosqlite.Connection):
         try:
             await super().close()
         finally:
-            self._gone()
+            self._forget_transaction()
 
     def stop(self) -> asyncio.Future[Any] | None:
         """Also how SQLAlchemy terminates a connection it cannot close (a close that was
@@ -180,17 +180,16 @@ class _Connection(aiosqlite.Connection):
         try:
             return super().stop()
         finally:
-            self._gone()
+            self._forget_transaction()
 
-    def _gone(self) -> None:
+    def _forget_transaction(self) -> None:
         self.transaction_open = False
         self.end_write_turn()
 
     def _transaction_ended(self) -> None:
         if self._connection is not None and self._connection.in_transaction:
             return  # the commit failed (SQLITE_BUSY): the transaction is still open
-        self.transaction_open = False
-        self.end_write_turn()
+        self._forget_transaction()
 
 
 def connector(
