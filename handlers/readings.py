@@ -252,12 +252,25 @@ async def value_entered(
         if replayed
         else None
     )
+    data = await state.get_data()
     if filled is not None:
+        # The card is still the filled slot's when the crash also lost the FSM's change:
+        # it becomes that slot's line, as it would have (a line already is one).
+        at_filled = (data.get("draft_id"), data.get("position")) == (
+            filled.draft_id,
+            filled.position,
+        )
         await show_next(
-            bot, message.chat.id, state, session, linked_user, filled.draft_id, filled.position
+            bot,
+            message.chat.id,
+            state,
+            session,
+            linked_user,
+            filled.draft_id,
+            filled.position,
+            old_becomes=texts.done_line(filled) if at_filled else None,
         )
         return
-    data = await state.get_data()
     draft_id, position = int(data["draft_id"]), int(data["position"])
     outcome = await walk.enter_value(
         session,

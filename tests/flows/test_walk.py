@@ -333,6 +333,9 @@ async def test_a_value_whose_done_mark_was_lost_is_not_entered_twice_after_a_res
     since = phone.mark()
     async with running_app(fake_telegram, settings) as app:
         await phone.wait_for("Прибор 2 из", since=since)
+        # The first value's line stays in the chat, as without the crash.
+        done = [m.text for m in phone.bot_messages() if m.text.startswith("✅")]
+        assert len(done) == 1 and plausible(first) in done[0]
         await phone.ask(plausible(second), until="Прибор 3 из")
         rows = await slots(app)
     assert rows[0].value == plausible(first) and rows[0].status == SlotStatus.FILLED
