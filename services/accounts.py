@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from billing_client.errors import BillingError, InvalidCredentials, TooManyAttempts
 from billing_client.models import LoginResult
 from services.credentials import CredentialsProvider
+from storage.engine import upsert_insert
 from storage.models import Account, LoginAttempt, Role, TelegramUser
 
 __all__ = [
@@ -268,14 +269,22 @@ async def _save_account(
     login: str,
     password: SecretStr,
 ) -> Account:
-    account = await session.get(Account, result.account.id)
-    if account is None:
-        account = Account(id=result.account.id)
-        session.add(account)
-    account.name = result.account.name
-    account.inn = result.account.inn
-    account.login = login
-    account.password_encrypted = credentials.encrypt(password)
+    """Create the account's row or bring it up to date, in one statement: two first
+    logins of one company at once would otherwise both insert it, and one would fail."""
+    values = {
+        "name": result.account.name,
+        "inn": result.account.inn,
+        "login": login,
+        "password_encrypted": credentials.encrypt(password),
+    }
+    insert = upsert_insert(session.get_bind().dialect.name)(Account)
+    await session.execute(
+        insert.values(id=result.account.id, **values).on_conflict_do_update(
+            index_elements=[Account.id], set_=values
+        )
+    )
+    account = await session.get(Account, result.account.id, populate_existing=True)
+    assert account is not None
     return account
 
 

@@ -147,6 +147,38 @@ async def test_first_user_of_an_account_becomes_admin_the_next_inspector(
     )
 
 
+async def test_two_first_logins_at_once_link_both_and_make_one_admin(
+    pool: async_sessionmaker[AsyncSession],
+    billing: FakeBilling,
+    credentials: CredentialsProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two inspectors of a company new to the bot log in at the same moment."""
+    both_asked = asyncio.Barrier(2)
+    login = billing.login
+
+    async def answered_together(login_: str, password: SecretStr) -> LoginResult:
+        await both_asked.wait()  # billing answers both before either is saved
+        return await login(login_, password)
+
+    monkeypatch.setattr(billing, "login", answered_together)
+
+    async def log_in(user_id: int) -> LinkResult:
+        async with pool() as session:
+            return await try_login(session, billing, credentials, user_id=user_id)
+
+    results = await asyncio.wait_for(asyncio.gather(log_in(1001), log_in(1002)), 10)
+
+    assert all(isinstance(r, Linked) for r in results), results
+    assert sorted(r.role for r in results if isinstance(r, Linked)) == [Role.ADMIN, Role.INSPECTOR]
+    async with pool() as session:
+        users = (await session.scalars(select(TelegramUser))).all()
+    assert sorted((u.account_id, u.role) for u in users) == [
+        ("acc-17", Role.ADMIN),
+        ("acc-17", Role.INSPECTOR),
+    ]
+
+
 async def test_admin_linking_again_stays_admin(
     session: AsyncSession, billing: FakeBilling, credentials: CredentialsProvider
 ) -> None:
