@@ -42,7 +42,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from sqlalchemy import Executable, Table, select
+from sqlalchemy import Executable, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from storage.engine import engine_of, upsert_insert
@@ -94,7 +94,12 @@ def _upsert_statement(dialect: str) -> Executable:
     insert = upsert_insert(dialect)(FSM_RECORDS)
     return insert.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[FSM_RECORDS.c.key],
-        set_={"state": insert.excluded.state, "data": insert.excluded.data},
+        # ON CONFLICT's update does not apply the column's onupdate: set it here.
+        set_={
+            "state": insert.excluded.state,
+            "data": insert.excluded.data,
+            "updated_at": func.now(),
+        },
     )
 
 

@@ -8,12 +8,13 @@ import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schema_revisions import head_revisions
@@ -27,6 +28,7 @@ from storage.migrate import (
     revisions,
     upgrade_database,
 )
+from storage.models import FsmRecord
 from tests.harness.databases import Databases, on_postgresql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,6 +190,21 @@ async def test_fsm_writes_of_an_update_are_stored_once_when_saved(engine: AsyncE
     # Outside an update (a background task) a write is stored before it returns.
     await storage.update_data(key, {"card_id": 18})
     assert '"card_id": 18' in str(await _stored_state(engine))
+
+
+async def test_an_fsm_write_refreshes_the_records_updated_at(engine: AsyncEngine) -> None:
+    """An operator reading fsm_records sees when each chat's state last changed."""
+    await upgrade_database(engine)
+    storage = SqlStorage(create_session_pool(engine))
+    key = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+    await storage.set_state(key, Walk.entering_value)
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    async with engine.begin() as conn:
+        await conn.execute(update(FsmRecord).values(updated_at=old))
+    await storage.update_data(key, {"position": 4})
+    async with engine.connect() as conn:
+        stamp = (await conn.execute(select(FsmRecord.updated_at))).scalar_one()
+    assert stamp.replace(tzinfo=stamp.tzinfo or UTC) > old
 
 
 async def test_fsm_write_after_the_update_ended_is_stored_at_once(engine: AsyncEngine) -> None:
