@@ -49,8 +49,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine with the SQLite pragmas this project relies on."""
+    """An async engine with the SQLite pragmas this project relies on.
+
+    A database error names its statement but not its parameters (`hide_parameters`):
+    they are what users typed, Telegram's payloads and encrypted passwords, none of
+    which belongs in a log.
+    """
     ensure_sqlite_folder(url)
+    kwargs.setdefault("hide_parameters", True)
     if database_kind(url) == "sqlite":
         kwargs.setdefault(
             "async_creator",

@@ -47,6 +47,7 @@ def create_billing_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any)
     another writer got in between. `foreign_keys=False` is for migrations only.
     """
     _ensure_sqlite_folder(url)
+    kwargs.setdefault("hide_parameters", True)  # errors name statements, never values
     if database_kind(url) != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)

@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +15,10 @@ import pytest
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
 from sqlalchemy import event, inspect, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing_client.embedded.db import create_billing_engine
 from schema_revisions import head_revisions
 from storage.crypto import SecretKeyError, Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool
@@ -224,6 +226,27 @@ async def test_fsm_write_after_the_update_ended_is_stored_at_once(engine: AsyncE
     release.set()
     await asyncio.wait_for(task, timeout=10)
     assert (await _stored_state(engine) or (None, None))[0] == "Walk:entering_value"
+
+
+@pytest.mark.parametrize("factory", [create_engine, create_billing_engine])
+async def test_a_database_error_names_the_statement_but_not_the_values(
+    databases: Databases, factory: Callable[[str], AsyncEngine]
+) -> None:
+    """What an operator sees in the log of a failed statement: no typed value, no
+    encrypted password (both engines: the bot's and the embedded billing's)."""
+    engine = factory(databases.bot)
+    secret = "gAAAAA-ciphertext-of-a-password"
+    try:
+        with pytest.raises(DBAPIError) as failed:
+            async with engine.connect() as conn:
+                await conn.execute(
+                    text("SELECT * FROM no_such_table WHERE password = :secret"),
+                    {"secret": secret},
+                )
+    finally:
+        await engine.dispose()
+    assert "no_such_table" in str(failed.value)
+    assert secret not in str(failed.value)
 
 
 def test_vault_round_trip_and_rotation() -> None:
