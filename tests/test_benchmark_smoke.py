@@ -76,6 +76,9 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["paced_updates_by_kind"].get("value", 0) > 0
     assert results["machine"]["aiogram"]
     assert "| Bot API calls per entered reading |" in table
+    # Flat per-reading cost, also as the bot's CPU time (steal barely moves it).
+    assert results["reading_cpu_ms_small_db"] > 0 and results["reading_cpu_ms_1m_db"] > 0
+    assert "| per-reading CPU, 1M vs small DB |" in table
 
 
 @pytest.mark.duration(40)
