@@ -7,10 +7,16 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
-from aiogram.types import BotCommand, BotCommandScopeChat, CallbackQuery, Message
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    Message,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
@@ -62,6 +68,16 @@ async def _tell(bot: Bot, user_id: int, text: str) -> None:
         await bot.send_message(user_id, text)
     except TelegramAPIError as exc:
         log.info("Could not tell user %s: %s", user_id, type(exc).__name__)
+
+
+async def _show(message: Message, text: str, markup: InlineKeyboardMarkup) -> None:
+    """Edit the team message in place; a tap that changes nothing (a double tap, the
+    admin's own row) gets Telegram's "not modified", and the message is already right."""
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise
 
 
 # --- joining by invite ---------------------------------------------------------------
@@ -169,9 +185,10 @@ async def team_action(
         await message.answer(texts.MEMBER_GONE)
         action = TeamActionKind.LIST
     if action == TeamActionKind.MEMBER and member is not None:
-        await message.edit_text(
+        await _show(
+            message,
             texts.member_actions(member.full_name, member.username),
-            reply_markup=member_keyboard(member.id),
+            member_keyboard(member.id),
         )
     elif action == TeamActionKind.REVOKE and member is not None:
         name = member.full_name
@@ -197,9 +214,7 @@ async def team_action(
             await message.edit_text(texts.admin_handed_over(name))
     else:
         members = await team.team(session, account_id)
-        await message.edit_text(
-            texts.TEAM_TITLE, reply_markup=team_keyboard(members, linked_user.id)
-        )
+        await _show(message, texts.TEAM_TITLE, team_keyboard(members, linked_user.id))
 
 
 def create_router() -> Router:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
+import texts
 from storage.models import Invite, Role, TelegramUser
 from tests.conftest import App
 from tests.flows.test_supervisor import log_in
@@ -117,3 +118,19 @@ async def test_the_admin_hands_the_role_over(app: App) -> None:
     await admin.ask("/invite", until="только администратор")
     team = await inspector.ask("/team", until="Команда")
     assert any("👑 Иван" in label for label in team.button_labels)
+
+
+async def test_tapping_the_own_row_or_a_member_twice_keeps_the_team_screen(app: App) -> None:
+    """Regression: these taps change nothing on screen; Telegram's "message is not
+    modified" reached the user as the generic error."""
+    admin = await log_in(app)
+    await join(app, await invite_code(admin), 1002, "Иван")
+    team = await admin.ask("/team", until="Команда")
+    own = next(label for label in team.button_labels if label.startswith("👑"))
+    await admin.tap(own)
+    await admin.press("Иван (@user1002)", message=team)
+    await admin.tap("Иван (@user1002)", message=team)  # the double tap
+    await admin.wait_for("Что сделать?")
+    await app.tg.wait_quiet()
+    assert not any(texts.UNEXPECTED_ERROR in m.text for m in admin.bot_messages())
+    assert "Что сделать?" in admin.last_bot_message().text  # type: ignore[union-attr]
