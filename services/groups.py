@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Account, GroupBinding, TelegramUser
+from storage.models import Account, GroupBinding, GroupPost, TelegramUser
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,26 @@ async def bind(
     """Make `chat_id` the account's group (replacing its previous one); commits.
 
     A group serves one account: binding it for another account moves it over.
+    Messages still waiting are the account's, not the chat's: the account's own
+    (for a previous group the bot may have been removed from) come here, and another
+    account's waiting for this chat are dropped (the group is no longer theirs).
     """
     await session.execute(
         delete(GroupBinding).where(
             GroupBinding.chat_id == chat_id, GroupBinding.account_id != account_id
         )
+    )
+    dropped = await _drop_waiting(
+        session, GroupPost.chat_id == chat_id, GroupPost.account_id != account_id
+    )
+    moved = await session.execute(
+        update(GroupPost)
+        .where(
+            GroupPost.account_id == account_id,
+            GroupPost.chat_id != chat_id,
+            GroupPost.sent_at.is_(None),
+        )
+        .values(chat_id=chat_id, not_before=None)
     )
     binding = await session.get(GroupBinding, account_id)
     moved_from = None
@@ -73,7 +88,15 @@ async def bind(
     binding.bound_at = now.astimezone(UTC)
     account = await session.get(Account, account_id)
     await session.commit()
-    log.info("Group %s bound to account %s by %s", chat_id, account_id, bound_by)
+    log.info(
+        "Group %s bound to account %s by %s (waiting messages: %d moved here, %d of another "
+        "account dropped)",
+        chat_id,
+        account_id,
+        bound_by,
+        moved.rowcount,  # type: ignore[attr-defined]
+        dropped,
+    )
     return Bound(account_id, account.name if account else account_id, moved_from)
 
 
@@ -90,6 +113,20 @@ async def unbind(session: AsyncSession, chat_id: int) -> str | None:
         return None
     account = await session.get(Account, binding.account_id)
     await session.delete(binding)
+    dropped = await _drop_waiting(
+        session, GroupPost.chat_id == chat_id, GroupPost.account_id == binding.account_id
+    )
     await session.commit()
-    log.info("Group %s unbound from account %s", chat_id, binding.account_id)
+    log.info(
+        "Group %s unbound from account %s (%d waiting messages dropped)",
+        chat_id,
+        binding.account_id,
+        dropped,
+    )
     return account.name if account else binding.account_id
+
+
+async def _drop_waiting(session: AsyncSession, *where: ColumnElement[bool]) -> int:
+    """Delete the messages not sent yet that match `where`; how many."""
+    result = await session.execute(delete(GroupPost).where(GroupPost.sent_at.is_(None), *where))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import group_posts
+from services import group_posts, groups
 from services.group_posts import ChatMigrated, GroupPoster, Post, PostFailed, RetryAfter
 from services.summary import split_lines
 from storage.engine import create_engine, create_session_pool
@@ -214,3 +214,61 @@ async def test_a_post_claimed_by_an_instance_that_died_is_sent_after_the_claim_l
     clock.now = T0 + timedelta(minutes=2, seconds=1)
     await drain(poster, clock, transport, 1)
     assert [text for _, _, text in transport.sent] == ["a 0"]
+
+
+async def queue_for(
+    pool: async_sessionmaker[AsyncSession], account_id: str, chat_id: int, key: str
+) -> None:
+    async with pool() as session:
+        await group_posts.enqueue(
+            session,
+            chat_id=chat_id,
+            account_id=account_id,
+            key=key,
+            posts=[Post(text=key)],
+            now=T0,
+        )
+
+
+async def waiting(pool: async_sessionmaker[AsyncSession]) -> list[tuple[str | None, int, str]]:
+    async with pool() as session:
+        posts = await session.scalars(
+            select(GroupPost).where(GroupPost.sent_at.is_(None)).order_by(GroupPost.id)
+        )
+        return [(post.account_id, post.chat_id, post.text or "") for post in posts]
+
+
+async def test_a_group_bound_by_another_account_never_gets_the_first_ones_waiting_posts(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    async with pool() as session:
+        session.add_all(
+            [Account(id="a", name="УК А", login="a"), Account(id="b", name="УК Б", login="b")]
+        )
+        await session.commit()
+        await groups.bind(session, account_id="a", chat_id=-1, title="", bound_by=1, now=T0)
+    await queue_for(pool, "a", -1, "summary of А")
+    await queue_for(pool, "b", -2, "summary of Б")
+    async with pool() as session:
+        await groups.bind(session, account_id="b", chat_id=-1, title="", bound_by=2, now=T0)
+    # Б's summary follows Б to its new group; А's is not posted into a group now Б's.
+    assert await waiting(pool) == [("b", -1, "summary of Б")]
+
+
+async def test_unbinding_a_group_drops_its_waiting_posts_and_keeps_the_sent_ones(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    transport = FakeTransport(clock)
+    async with pool() as session:
+        session.add(Account(id="a", name="УК А", login="a"))
+        await session.commit()
+        await groups.bind(session, account_id="a", chat_id=-1, title="", bound_by=1, now=T0)
+    await queue_for(pool, "a", -1, "sent")
+    await drain(GroupPoster(pool, transport, clock=clock), clock, transport, 1)
+    await queue_for(pool, "a", -1, "waiting")
+    async with pool() as session:
+        assert await groups.unbind(session, -1) == "УК А"
+    assert await waiting(pool) == []
+    async with pool() as session:
+        assert [p.text for p in await session.scalars(select(GroupPost))] == ["sent"]
