@@ -87,10 +87,21 @@ async def cmd_logout(
 # --- the login ---------------------------------------------------------------
 
 
-async def login_entered(message: Message, state: FSMContext, session: AsyncSession) -> None:
+async def login_entered(
+    message: Message, bot: Bot, state: FSMContext, session: AsyncSession
+) -> None:
+    refused_at = (await state.get_data()).get("refused_at")
+    if isinstance(refused_at, int) and message.message_id < refused_at:
+        # Sent before the refusal was shown, so not a login typed in reply to it: in a
+        # burst of /start, login and password this is the password.
+        await delete_password_message(bot, message)
+        await message.answer(texts.SENT_BEFORE_LOGIN_REFUSED)
+        return
     login = (message.text or "").strip()
     if len(login) > MAX_INPUT_LENGTH:
-        await message.answer(texts.LOGIN_TOO_LONG.format(limit=MAX_INPUT_LENGTH))
+        # No login is that long: a pasted note, which may hold the password too.
+        await delete_password_message(bot, message)
+        await refuse_login(message, state, texts.LOGIN_TOO_LONG.format(limit=MAX_INPUT_LENGTH))
         return
     if message.from_user is None:
         return
@@ -99,15 +110,26 @@ async def login_entered(message: Message, state: FSMContext, session: AsyncSessi
         session, telegram_user_id=message.from_user.id, login=login, now=datetime.now(UTC)
     )
     if wait is not None:
-        await message.answer(texts.LOGIN_THROTTLED.format(minutes=wait))
+        await refuse_login(message, state, texts.LOGIN_THROTTLED.format(minutes=wait))
         return
     await state.update_data(login=login)
     await state.set_state(Login.entering_password)
     await message.answer(texts.ASK_PASSWORD)
 
 
-async def login_not_text(message: Message) -> None:
-    await message.answer(texts.LOGIN_EXPECTED_AS_TEXT)
+async def login_not_text(message: Message, bot: Bot, state: FSMContext) -> None:
+    # A caption or a photo of a note may carry the password with the login.
+    await delete_password_message(bot, message)
+    await refuse_login(message, state, texts.LOGIN_EXPECTED_AS_TEXT)
+
+
+async def refuse_login(message: Message, state: FSMContext, text: str) -> None:
+    """Answer a login step that failed; the user is (back) at the login step.
+
+    The answer's id is kept: login_entered deletes, unstored, a text sent before it.
+    """
+    answer = await message.answer(text)
+    await state.update_data(refused_at=answer.message_id)
 
 
 # --- the password ------------------------------------------------------------
@@ -141,7 +163,7 @@ async def password_entered(
     if not isinstance(login, str) or message.from_user is None:
         # FSM data lost (e.g. an old storage row): ask from the start, not fail.
         await state.set_state(Login.entering_login)
-        await message.answer(texts.LOGIN_FORGOTTEN)
+        await refuse_login(message, state, texts.LOGIN_FORGOTTEN)
         return
     result = await link_account(
         session,
@@ -239,15 +261,16 @@ async def login_invalid(message: Message, state: FSMContext, result: WrongCreden
     await state.set_data({})
     await state.set_state(Login.entering_login)
     if result.attempts_left == 0 and result.retry_in_minutes is not None:
-        await message.answer(texts.LOGIN_INVALID_LAST.format(minutes=result.retry_in_minutes))
-        return
-    await message.answer(texts.LOGIN_INVALID.format(attempts_left=result.attempts_left))
+        text = texts.LOGIN_INVALID_LAST.format(minutes=result.retry_in_minutes)
+    else:
+        text = texts.LOGIN_INVALID.format(attempts_left=result.attempts_left)
+    await refuse_login(message, state, text)
 
 
 async def login_throttled(message: Message, state: FSMContext, result: Throttled) -> None:
     await state.set_data({})
     await state.set_state(Login.entering_login)
-    await message.answer(texts.LOGIN_THROTTLED.format(minutes=result.minutes))
+    await refuse_login(message, state, texts.LOGIN_THROTTLED.format(minutes=result.minutes))
 
 
 async def billing_unavailable(message: Message) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "PASSWORD_EXPECTED_AS_TEXT",
     "PASSWORD_LOST_IN_RESTART",
     "PASSWORD_TOO_LONG",
+    "SENT_BEFORE_LOGIN_REFUSED",
     "WELCOME_BACK",
 ]
 
@@ -36,11 +37,20 @@ ASK_PASSWORD = (
 ASK_LOGIN_AGAIN = "Введите <b>логин</b>:"
 LOGIN_FORGOTTEN = "Начнём вход сначала. Введите <b>логин</b>:"
 
-LOGIN_EXPECTED_AS_TEXT = "Жду логин обычным текстом. /cancel — отменить вход."
+LOGIN_EXPECTED_AS_TEXT = (
+    "Жду логин обычным текстом. Это сообщение я удалил на всякий случай. /cancel — отменить вход."
+)
 PASSWORD_EXPECTED_AS_TEXT = (
     "Жду пароль обычным текстом. Это сообщение я удалил на всякий случай. /cancel — отменить вход."
 )
-LOGIN_TOO_LONG = "Логин слишком длинный: не больше {limit} символов. Введите логин ещё раз:"
+LOGIN_TOO_LONG = (
+    "Логин слишком длинный: не больше {limit} символов. Это сообщение я удалил на всякий случай. "
+    "Введите логин ещё раз:"
+)
+# A text that came after a refused login but before the refusal was shown.
+SENT_BEFORE_LOGIN_REFUSED = (
+    "Сообщение, отправленное до моего ответа, я удалил: в нём мог быть пароль."
+)
 PASSWORD_TOO_LONG = "Пароль слишком длинный: не больше {limit} символов. Введите пароль ещё раз:"
 
 LOGGED_IN = "Вы вошли как <b>{company}</b>.\n\n" + MAIN_MENU

@@ -194,6 +194,42 @@ async def test_third_failure_on_a_login_blocks_it_for_every_user(app: App) -> No
     assert (await linked_user(app, 2002)) is None
 
 
+async def burst(phone: Phone, *texts: str) -> list[int]:
+    """Send texts one after another before the bot answers any; their message ids."""
+    return [int((await phone.send(text))["message"]["message_id"]) for text in texts]
+
+
+async def assert_password_kept_nowhere(app: App, password: str) -> None:
+    fsm = await fsm_contents(app.settings.DATABASE_URL, app.settings.REDIS_URL)
+    assert not [key for key, value in fsm.items() if password in value]
+    # The inbox and everything else the bot's database holds, SQLite's WAL included.
+    for name, data in (await stored_bytes(app.settings.DATABASE_URL)).items():
+        assert password.encode() not in data, name
+
+
+async def test_password_in_a_burst_after_a_throttled_login_is_deleted_and_kept_nowhere(
+    app: App,
+) -> None:
+    guesser = phone_of(app, 2001, "Гость")
+    await start_login(guesser)
+    for _ in range(3):
+        await fail_once(guesser, "demo")
+
+    # The README's burst: /start, login and password, sent before the bot answers.
+    phone = phone_of(app)
+    await phone.send_command("/start")
+    _, password_message = await burst(phone, "demo", CANARY_PASSWORD)
+
+    assert "Слишком много попыток входа" in (await phone.wait_for("Слишком много")).text
+    note = await phone.wait_for("удалил")
+    assert "в нём мог быть пароль" in note.text
+    assert is_deleted(phone, password_message), phone.screen()
+    assert not [m for m in phone.bot_messages() if "Теперь введите" in m.text], phone.screen()
+    await assert_password_kept_nowhere(app, CANARY_PASSWORD)
+    # Still at the login step: a login typed now is checked again.
+    assert "Слишком много попыток входа" in await enter_login(phone)
+
+
 async def test_fifth_failure_of_a_user_blocks_that_user_on_any_login(app: App) -> None:
     phone = phone_of(app, 3001)
     await start_login(phone)
@@ -250,7 +286,7 @@ async def test_billing_outage_keeps_the_login_so_the_password_can_be_sent_again(
 # --- unexpected input --------------------------------------------------------
 
 
-async def test_media_while_the_login_is_expected_is_answered_and_the_flow_goes_on(
+async def test_media_while_the_login_is_expected_is_deleted_and_the_flow_goes_on(
     app: App,
 ) -> None:
     phone = phone_of(app)
@@ -262,8 +298,9 @@ async def test_media_while_the_login_is_expected_is_answered_and_the_flow_goes_o
         phone.send_voice,
         partial(phone.send_document, "login.txt", b"demo"),
     ):
-        await send()
+        update = await send()
         assert "Жду логин обычным текстом" in (await phone.wait_for()).text
+        assert is_deleted(phone, int(update["message"]["message_id"])), "may show the password"
 
     assert "пароль" in await enter_login(phone)
 
@@ -289,9 +326,40 @@ async def test_overlong_login_is_refused(app: App) -> None:
     phone = phone_of(app)
     await start_login(phone)
 
-    reply = await enter_login(phone, "d" * 201)
+    update = await phone.send("d" * 201)
+    reply = (await phone.wait_for()).text
 
     assert "Логин слишком длинный: не больше 200 символов" in reply
+    # No login is that long: a pasted note, which may hold the password as well.
+    assert is_deleted(phone, int(update["message"]["message_id"]))
+    assert "пароль" in await enter_login(phone)
+
+
+async def test_password_in_a_burst_after_an_overlong_login_is_deleted_and_kept_nowhere(
+    app: App,
+) -> None:
+    phone = phone_of(app)
+    await phone.send_command("/start")
+    _, password_message = await burst(phone, "d" * 201, CANARY_PASSWORD)
+
+    await phone.wait_for("Логин слишком длинный")
+    await phone.wait_for("в нём мог быть пароль")
+    assert is_deleted(phone, password_message)
+    await assert_password_kept_nowhere(app, CANARY_PASSWORD)
+    assert "пароль" in await enter_login(phone)
+
+
+async def test_a_wrong_password_sent_twice_is_not_taken_as_the_next_login(app: App) -> None:
+    phone = phone_of(app)
+    await start_login(phone)
+    await enter_login(phone)
+
+    first, second = await burst(phone, CANARY_PASSWORD, CANARY_PASSWORD)
+
+    await phone.wait_for("Неверный логин или пароль")
+    await phone.wait_for("в нём мог быть пароль")
+    assert is_deleted(phone, first) and is_deleted(phone, second)
+    await assert_password_kept_nowhere(app, CANARY_PASSWORD)
     assert "пароль" in await enter_login(phone)
 
 
