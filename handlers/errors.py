@@ -27,16 +27,27 @@ async def on_error(event: ErrorEvent, bot: Bot) -> bool:
         update.event_type,
         exc_info=(type(event.exception), event.exception, event.exception.__traceback__),
     )
-    chat_id: int | None = None
-    if update.message is not None:
-        chat_id = update.message.chat.id
-    elif update.callback_query is not None and update.callback_query.message is not None:
-        chat_id = update.callback_query.message.chat.id
-    if chat_id is not None:
+    callback = update.callback_query
+    if callback is not None:
+        # Stop the button's spinner (unless the handler has answered it already).
         try:
-            await bot.send_message(chat_id, texts.UNEXPECTED_ERROR)
+            await bot.answer_callback_query(callback.id, texts.UNEXPECTED_ERROR_SHORT)
         except TelegramAPIError:
-            log.warning("Could not tell chat about the error")
+            log.debug("The failed button press was answered already")
+    message = update.message or (callback.message if callback is not None else None)
+    if message is None:
+        return True
+    if message.chat.type == "private":
+        text = texts.UNEXPECTED_ERROR
+    elif update.message is not None:
+        # A command in the supervisor's group: a short word, not the private chat's /menu.
+        text = texts.UNEXPECTED_ERROR_SHORT
+    else:
+        return True  # a button in the group: the toast above is enough, no noise for all
+    try:
+        await bot.send_message(message.chat.id, text)
+    except TelegramAPIError:
+        log.warning("Could not tell chat about the error")
     return True
 
 

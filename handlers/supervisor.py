@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiogram import Bot, F, Router
 from aiogram.exceptions import (
     AiogramError,
+    TelegramBadRequest,
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
@@ -181,7 +182,12 @@ async def status_page_chosen(
     text, markup = await _status(
         callback.message.chat.id, callback_data.page, session, billing, credentials, settings
     )
-    await callback.message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
+    try:
+        await callback.message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
+    except TelegramBadRequest as exc:
+        # A double tap on «След. ›» shows the page that is already on screen.
+        if "not modified" not in exc.message:
+            raise
 
 
 # --- the group changes -------------------------------------------------------------------

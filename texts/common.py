@@ -37,6 +37,8 @@ NOTHING_TO_CANCEL = "Отменять нечего."
 UNEXPECTED_ERROR = (
     "Что-то пошло не так, но введённые данные сохранены. Попробуйте ещё раз или нажмите /menu."
 )
+# A button's toast, and a command in a group chat (where /menu means nothing).
+UNEXPECTED_ERROR_SHORT = "Что-то пошло не так. Попробуйте ещё раз."
 UNKNOWN_COMMAND = "Такой команды нет. /menu — главное меню, /help — помощь."
 USE_MENU = "Выберите действие в меню."
 NOT_LINKED = "Сначала войдите в учётную запись: /start"

@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
+from aiogram.types import CallbackQuery
 from sqlalchemy import select
 
-from services import group_posts, progress, submission, summary
+import texts
+from services import group_posts, groups, progress, submission, summary
 from storage.models import Draft, DraftSlot, GroupBinding, GroupPost
 from tests.conftest import App
 from tests.flows import walking
@@ -223,6 +225,50 @@ async def test_status_in_a_group_that_is_not_bound(app: App) -> None:
     group = app.tg.group(GROUP_ID, "Диспетчерская", admins=[boss])
     await group.post(boss, "/status")
     await group.wait_for("не привязана к учётной записи")
+
+
+async def test_a_double_tap_on_the_next_page_posts_no_error_in_the_group(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the second tap re-rendered the same page, Telegram answered
+    "message is not modified" and the group got the private chat's generic error."""
+    boss = await log_in(app)
+    group = await bind_group(app, boss)
+    monkeypatch.setattr(progress, "STATUS_PAGE_SIZE", 4)
+    await group.post(boss, "/status")
+    page = await group.wait_for("Страница 1 из 3")
+    await group.press(boss, "След. ›", message=page)
+    second = await group.press(boss, "След. ›", message=page)
+    await group.wait_for_answer_to(second)
+    await group.wait_for("Страница 2 из 3")
+    await app.tg.wait_quiet()
+    assert [m.text for m in group.bot_messages() if "пошло не так" in m.text] == []
+
+
+async def test_an_unexpected_error_in_the_group_stops_the_spinner_and_never_says_menu(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boss = await log_in(app)
+    group = await bind_group(app, boss)
+    monkeypatch.setattr(progress, "STATUS_PAGE_SIZE", 4)
+    await group.post(boss, "/status")
+    await group.wait_for("Страница 1 из 3")
+
+    async def a_bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    # The handler fails before it answers the press: the error handler answers it.
+    monkeypatch.setattr(CallbackQuery, "answer", a_bug)
+    press = await group.press(boss, "След. ›")
+    reaction = await group.wait_for_answer_to(press)
+    assert reaction.answer == {"text": texts.UNEXPECTED_ERROR_SHORT}
+    await app.tg.wait_quiet()
+    assert [m.text for m in group.bot_messages() if "пошло не так" in m.text] == []
+
+    monkeypatch.setattr(groups, "bound_account", a_bug)
+    await group.post(boss, "/status")
+    reply = await group.wait_for("пошло не так")
+    assert reply.text == texts.UNEXPECTED_ERROR_SHORT  # no /menu: it means nothing here
 
 
 # --- the digest ------------------------------------------------------------------------
