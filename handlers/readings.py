@@ -272,6 +272,14 @@ async def value_entered(
         )
         return
     draft_id, position = int(data["draft_id"]), int(data["position"])
+    # At «Не все поля заполнены» the FSM still points at the slot whose card was shown:
+    # the value is for it, as if the inspector had gone back to filling. Past the end
+    # (the review) there is no such slot, and guessing one would be worse.
+    if await state.get_state() == Walk.reviewing.state and (
+        await walk.slot_at(session, draft_id, position) is None
+    ):
+        await message.answer(texts.VALUE_AT_REVIEW)
+        return
     outcome = await walk.enter_value(
         session,
         draft_id=draft_id,
@@ -709,10 +717,13 @@ def create_router() -> Router:
     router.callback_query.register(review_action, ReviewAction.filter())
 
     typing = StateFilter(Walk.entering_value, Walk.confirming_value, Walk.choosing_skip_reason)
+    typing_a_value = StateFilter(
+        Walk.entering_value, Walk.confirming_value, Walk.choosing_skip_reason, Walk.reviewing
+    )
     entering_apartment = StateFilter(Walk.entering_apartment)
     text, not_text, not_command = Magic(F.text), Magic(~F.text), Magic(~F.text.startswith("/"))
     router.message.register(forwarded_refused, Magic(F.forward_origin), text)
-    router.message.register(value_entered, typing, text, not_command)
+    router.message.register(value_entered, typing_a_value, text, not_command)
     router.message.register(value_invalid, typing, not_text)
     router.message.register(apartment_entered, entering_apartment, text, not_command)
     router.message.register(apartment_invalid, entering_apartment, not_text)

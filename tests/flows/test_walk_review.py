@@ -1,0 +1,46 @@
+"""The question «Не все поля заполнены», the review card and the edges around them:
+typing at the question, double taps, the review's wording, billing down at opening."""
+
+from __future__ import annotations
+
+from storage.models import SlotStatus
+from tests.conftest import App
+from tests.flows.walking import live_cards, open_building, plausible, slots
+
+
+async def test_a_value_typed_at_not_all_filled_goes_to_the_card_slot_and_the_walk_goes_on(
+    app: App,
+) -> None:
+    """It used to fall through to the main menu: the value lost, the walk gone."""
+    phone = await open_building(app)
+    first = (await slots(app))[0]
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    await phone.ask(plausible(first), until="Прибор 2 из")
+    assert (await slots(app))[0].value == plausible(first)
+    assert any(m.text.startswith("✅") and plausible(first) in m.text for m in phone.bot_messages())
+    assert not any(m.text == "Выберите действие в меню." for m in phone.bot_messages())
+    live = live_cards(phone)
+    assert len(live) == 1 and "Прибор 2 из" in live[0].text
+
+
+async def test_a_value_typed_at_the_review_past_the_end_is_answered_and_the_review_stays(
+    app: App,
+) -> None:
+    phone = await open_building(app)
+    rows = await slots(app)
+    last = rows[-1]
+    await phone.tap("К квартире №…", until="Напишите номер квартиры")
+    await phone.ask(last.apartment, until=f"Квартира: {last.apartment}")
+    for row in rows:
+        if row.apartment == last.apartment:
+            await phone.ask(plausible(row), until="Прибор" if row != last else "Ждут отправки")
+    review = live_cards(phone)
+    assert len(review) == 1 and "Ждут отправки" in review[0].text
+    reply = await phone.ask("12345", until="не записано")
+    assert "«Вернуться к заполнению»" in reply.text
+    assert live_cards(phone) == review, "the review is still the live card"
+    assert not any(m.text == "Выберите действие в меню." for m in phone.bot_messages())
+    assert all(r.value != "12345" for r in await slots(app))
+    assert sum(r.status == SlotStatus.FILLED for r in await slots(app)) == sum(
+        r.apartment == last.apartment for r in rows
+    )
