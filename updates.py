@@ -21,9 +21,11 @@ updates do not overtake the older ones of the same user.
 One user's updates are handled in the order they came; different users' updates run
 concurrently, at most `concurrency` at a time.
 
-A message that may hold a password (handlers.auth.may_hold_password) is stored
-redacted; its text lives only in memory until its handler has run. If the bot dies
-before that, the message is deleted at the next start and the user is asked again.
+A message that may hold a password (handlers.auth.may_hold_password), and a /start
+with an argument (an invite link's code, which the database keeps only hashed), is
+stored redacted; its text lives only in memory until its handler has run. If the bot
+dies before that, the message is deleted at the next start and the user is asked again
+(to open the invite link again).
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ def _command_of(text: str | None) -> str | None:
     if not text or not text.startswith("/"):
         return None
     return text[1:].split(maxsplit=1)[0].split("@", 1)[0].lower() if len(text) > 1 else None
+
+
+def _has_argument(text: str | None) -> bool:
+    """Whether a command carries an argument (/start <code>: an invite link)."""
+    return text is not None and len(text.split(maxsplit=1)) > 1
 
 
 def _sequence_key(update: Update) -> int:
@@ -282,14 +289,16 @@ class UpdateRunner:
         return Incoming(update.update_id, update.model_dump_json(exclude_none=True, by_alias=True))
 
     async def _holds_secret(self, message: Message, linked: set[int]) -> bool:
-        """Whether the message may hold a password; `linked`: the batch's linked senders."""
+        """Whether the message may hold a password or an invite code; `linked`: the batch's
+        linked senders."""
         assert message.from_user is not None
         user_id = message.from_user.id
         command = _command_of(message.text)
         if command in texts.COMMANDS:
             if command in _LOGIN_COMMANDS:
                 self._login_commands[user_id] += 1
-            return False
+            # A deep link's argument may be an invite code, a secret stored only hashed.
+            return command == "start" and _has_argument(message.text)
         if message.text is None and message.caption is None and not message.photo:
             return False
         if self._login_commands[user_id] > 0:
