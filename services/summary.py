@@ -27,7 +27,15 @@ from billing_client.models import Building, Meter, Previous
 from billing_client.template import submission_template
 from services import group_posts
 from services.moments import as_utc
-from storage.models import Draft, DraftSlot, SlotStatus, Submission, SubmissionStatus, TelegramUser
+from storage.models import (
+    Draft,
+    DraftSlot,
+    GroupBinding,
+    SlotStatus,
+    Submission,
+    SubmissionStatus,
+    TelegramUser,
+)
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +301,17 @@ async def enqueue_missing_summaries(
     summary, or a sender that settles batches elsewhere (a background worker),
     still ends with a summary in the group. Returns the number of batches queued.
     """
-    settled = await session.scalars(
-        select(Submission.id)
-        .where(
-            Submission.status.in_((SubmissionStatus.SENT, SubmissionStatus.FAILED)),
-            Submission.finished_at >= now - lookback,
-        )
-        .order_by(Submission.id)
+    query = select(Submission.id).where(
+        Submission.status.in_((SubmissionStatus.SENT, SubmissionStatus.FAILED)),
+        Submission.finished_at >= now - lookback,
     )
+    if default_chat_id is None:
+        # Only companies with a group: the others' batches would be loaded again at
+        # every sweep, to find nowhere to post them.
+        query = query.join(Draft, Draft.id == Submission.draft_id).where(
+            Draft.account_id.in_(select(GroupBinding.account_id))
+        )
+    settled = await session.scalars(query.order_by(Submission.id))
     queued = 0
     for submission_id in list(settled):
         if await group_posts.queued(session, summary_key(submission_id)):
