@@ -71,6 +71,7 @@ async def cmd_start(
 
 async def cmd_logout(
     message: Message,
+    bot: Bot,
     state: FSMContext,
     session: AsyncSession,
     credentials: CredentialsProvider,
@@ -81,6 +82,8 @@ async def cmd_logout(
         await message.answer(texts.NOT_LOGGED_IN)
         return
     await logout(session, credentials, linked_user.id)
+    # An admin's menu would still offer /team and /invite.
+    await show_role_commands(bot, message.chat.id, None)
     await message.answer(texts.LOGGED_OUT)
 
 

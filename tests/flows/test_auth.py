@@ -464,6 +464,22 @@ async def test_logout_then_the_menu_is_refused(app: App) -> None:
     assert account.password_encrypted is None, "the last user left: the password goes"
 
 
+async def test_logout_takes_the_team_commands_off_the_former_admins_menu(app: App) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    own_menu = {"type": "chat", "chat_id": 1001}
+    assert {"team", "invite"} <= {c["command"] for c in app.tg.sent_commands(scope=own_menu)}
+
+    await phone.send_command("/logout")
+    await phone.wait_for("Вы вышли")
+
+    # No menu of their own any more: the chat shows the bot's plain commands.
+    assert app.tg.sent_commands(scope=own_menu) == []
+    assert "team" not in {c["command"] for c in app.tg.sent_commands()}
+    await phone.send_command("/team")
+    assert "Сначала войдите" in (await phone.wait_for()).text
+
+
 async def test_logout_of_one_user_leaves_the_other_working(app: App) -> None:
     first, second = phone_of(app, 1001), phone_of(app, 1002, "Пётр")
     await log_in(first)
