@@ -6,6 +6,7 @@ purpose travels in the callback data and the FSM data.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
@@ -16,13 +17,17 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
+from billing_client.errors import BillingError, InvalidCredentials
 from handlers.filters import LinkedUser, Magic
 from handlers.live import edit_card, new_card, take_card
 from keyboards.callbacks import BuildingsPage, MenuAction, MenuCallback, Purpose
+from keyboards.menu import main_menu_keyboard
 from keyboards.readings import buildings_keyboard, search_keyboard
 from services.buildings import BuildingDirectory
-from services.credentials import CredentialsProvider
+from services.credentials import AccountNotLinked, CredentialsProvider
 from storage.models import TelegramUser
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
 
@@ -56,8 +61,12 @@ class BuildingList:
         edit: bool = False,
     ) -> None:
         assert self.user.account_id is not None
-        auth = await self.credentials.auth_for(self.session, self.user.account_id)
-        listing = await self.directory.page(self.user.account_id, auth, page)
+        try:
+            auth = await self.credentials.auth_for(self.session, self.user.account_id)
+            listing = await self.directory.page(self.user.account_id, auth, page)
+        except (AccountNotLinked, BillingError) as exc:
+            await self.unavailable(chat_id, exc, edit=edit)
+            return
         await self.state.set_state(Choosing.building)
         await self.state.update_data(purpose=purpose.value)
         if not listing.buildings:
@@ -71,6 +80,20 @@ class BuildingList:
             await edit_card(self.bot, chat_id, self.state, text, markup)
         else:
             await new_card(self.bot, chat_id, self.state, text, markup)
+
+    async def unavailable(
+        self, chat_id: int, exc: AccountNotLinked | BillingError, *, edit: bool = False
+    ) -> None:
+        """Billing can't answer for the account now: say why, with the menu to try again."""
+        log.warning("Billing failed for account %s: %s", self.user.account_id, type(exc).__name__)
+        if isinstance(exc, AccountNotLinked | InvalidCredentials):
+            text = texts.ACCOUNT_NOT_CONNECTED
+        else:
+            text = texts.BILLING_NOT_ANSWERING
+        if edit:
+            await edit_card(self.bot, chat_id, self.state, text, main_menu_keyboard())
+        else:
+            await new_card(self.bot, chat_id, self.state, text, main_menu_keyboard())
 
     async def building_gone(self, chat_id: int, purpose: Purpose) -> None:
         """The chosen building left the account: say so and show the fresh list."""
@@ -118,8 +141,13 @@ async def building_query_entered(
         await new_card(bot, message.chat.id, state, texts.QUERY_TOO_LONG, None)
         await buildings.show(message.chat.id, purpose)
         return
-    auth = await credentials.auth_for(session, linked_user.account_id)
-    found = await directory.search(linked_user.account_id, auth, query)
+    try:
+        auth = await credentials.auth_for(session, linked_user.account_id)
+        found = await directory.search(linked_user.account_id, auth, query)
+    except (AccountNotLinked, BillingError) as exc:
+        # The state stays: the inspector types the address again when billing answers.
+        await buildings.unavailable(message.chat.id, exc)
+        return
     if not found:
         await buildings.show(message.chat.id, purpose, note=texts.search_nothing(query))
         return

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
-from billing_client.errors import NotFound
+from billing_client.errors import BillingError, NotFound
 from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser
 from handlers.live import edit_card, take_card
@@ -23,7 +23,7 @@ from keyboards.callbacks import (
 )
 from keyboards.readings import view_keyboard
 from services.buildings import BuildingDirectory
-from services.credentials import CredentialsProvider
+from services.credentials import AccountNotLinked, CredentialsProvider
 from services.preferences import toggle_show_previous
 from services.viewing import accepted_page, shift_period
 from storage.models import TelegramUser
@@ -43,15 +43,18 @@ async def _render_view(
     page: int,
 ) -> None:
     assert user.account_id is not None
-    auth = await credentials.auth_for(session, user.account_id)
-    building = await directory.get(user.account_id, auth, building_id)
+    buildings = BuildingList(bot, state, session, user, directory, credentials)
     try:
+        auth = await credentials.auth_for(session, user.account_id)
+        building = await directory.get(user.account_id, auth, building_id)
         if building is None:
             raise NotFound
         result = await accepted_page(billing, auth, building_id, period, page)
     except NotFound:
-        buildings = BuildingList(bot, state, session, user, directory, credentials)
         await buildings.building_gone(chat_id, Purpose.VIEW)
+        return
+    except (AccountNotLinked, BillingError) as exc:
+        await buildings.unavailable(chat_id, exc, edit=True)
         return
     lines = [texts.view_header(building.address, result.period)]
     if result.lines:

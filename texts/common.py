@@ -43,3 +43,8 @@ UNKNOWN_COMMAND = "Такой команды нет. /menu — главное м
 USE_MENU = "Выберите действие в меню."
 NOT_LINKED = "Сначала войдите в учётную запись: /start"
 NOT_LINKED_SHORT = "Сначала войдите: /start"
+BILLING_NOT_ANSWERING = "Личный кабинет энергосбыта сейчас не отвечает. Попробуйте чуть позже."
+# No stored password (the last user's /logout) or billing refuses it: only a new login helps.
+ACCOUNT_NOT_CONNECTED = (
+    "Бот не может войти в личный кабинет компании: администратор должен войти заново (/start)."
+)

@@ -1,0 +1,70 @@
+"""Billing can't serve the company's account: the inspector hears why, never the generic
+error, and the menu tries again."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+import texts
+from billing_client.errors import BillingUnavailable
+from services.buildings import BuildingDirectory
+from storage.models import Account
+from tests.conftest import App
+from tests.flows.walking import BUILDING_QUERY, log_in, phone_of
+from tests.harness.phone import Phone
+
+
+async def billing_down(*args: object, **kwargs: object) -> object:
+    raise BillingUnavailable("timeout")
+
+
+def no_generic_error(phone: Phone) -> bool:
+    return not any(texts.UNEXPECTED_ERROR in m.text for m in phone.bot_messages())
+
+
+async def test_the_building_list_while_billing_is_down_says_so_and_the_menu_retries(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    with monkeypatch.context() as down:
+        down.setattr(app.billing, "buildings", billing_down)
+        reaction = await phone.tap(texts.MENU_SEND, until=texts.BILLING_NOT_ANSWERING)
+        assert reaction.message is not None and texts.MENU_SEND in reaction.message.button_labels
+    await phone.tap(texts.MENU_SEND, until="Выберите дом")
+    await app.tg.wait_quiet()
+    assert no_generic_error(phone)
+
+
+async def test_an_address_typed_while_billing_is_down_says_so_and_can_be_typed_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    await phone.tap(texts.MENU_SEND, until="Выберите дом")
+    # The list is cached in memory only: a restart of the bot loses it.
+    directory: BuildingDirectory = app.dispatcher["directory"]
+    async with app.session_pool() as session:
+        account = await session.scalar(select(Account))
+    assert account is not None
+    directory.forget(account.id)
+    with monkeypatch.context() as down:
+        down.setattr(app.billing, "buildings", billing_down)
+        await phone.ask(BUILDING_QUERY, until=texts.BILLING_NOT_ANSWERING)
+    await phone.ask(BUILDING_QUERY, until="Нашлось")
+    await app.tg.wait_quiet()
+    assert no_generic_error(phone)
+
+
+async def test_viewing_a_building_while_billing_is_down_says_so(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    await phone.tap(texts.MENU_VIEW, until="посмотреть")
+    found = await phone.ask(BUILDING_QUERY, until="Нашлось")
+    monkeypatch.setattr(app.billing, "meters", billing_down)
+    await phone.tap(found.buttons[0][0], until=texts.BILLING_NOT_ANSWERING)
+    await app.tg.wait_quiet()
+    assert no_generic_error(phone)
