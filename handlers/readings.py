@@ -383,10 +383,17 @@ async def slot_action(
     chat_id = callback.message.chat.id
     data = await state.get_data()
     current = (data.get("draft_id"), data.get("position"))
+    walk_state = await state.get_state()
+    on_card = callback.message.message_id == data.get("card_id")
+    if on_card and walk_state == Walk.reviewing.state:
+        # A second tap of a button the question (or the review) has just replaced on
+        # this very message: the screen already answers it.
+        await callback.answer()
+        return
     if (
         current != (callback_data.draft_id, callback_data.position)
-        or callback.message.message_id != data.get("card_id")
-        or await state.get_state() not in _WALK_STATES
+        or not on_card
+        or walk_state not in _WALK_STATES
     ):
         await callback.answer(texts.STALE_BUTTON)
         await _show_current(bot, chat_id, state, session, linked_user, data)
@@ -531,6 +538,10 @@ async def _show_current(
     slot = await walk.slot_at(session, draft_id, position)
     if slot is None:
         await show_review(bot, chat_id, state, session, draft_id)
+        return
+    if await state.get_state() == Walk.reviewing.state:
+        # The question was asked on this slot's card: it is still the question.
+        await new_card(bot, chat_id, state, texts.NOT_ALL_FILLED, not_all_filled_keyboard(draft_id))
         return
     await show_slot(bot, chat_id, state, session, user, slot)
 

@@ -44,3 +44,36 @@ async def test_a_value_typed_at_the_review_past_the_end_is_answered_and_the_revi
     assert sum(r.status == SlotStatus.FILLED for r in await slots(app)) == sum(
         r.apartment == last.apartment for r in rows
     )
+
+
+async def test_a_double_tap_of_send_keeps_the_question(app: App) -> None:
+    """The second tap used to be «stale»: the question deleted, the old card back."""
+    phone = await open_building(app)
+    card = live_cards(phone)[0]
+    first = await phone.press("Отправить", message=card.message_id)
+    second = await phone.press("Отправить", message=card.message_id)
+    await phone.wait_for_answer_to(first)
+    answer = (await phone.wait_for_answer_to(second)).answer
+    assert answer is not None and not answer.get("text"), "no «button is stale» toast"
+    # A message after the taps: its answer comes after anything the taps did.
+    await phone.send_command("/help")
+    await phone.wait_for("Как передать показания")
+    live = live_cards(phone)
+    assert [m.text for m in live] == ["Не все поля заполнены. Вернуться к заполнению?"]
+    assert live[0].message_id == card.message_id
+
+
+async def test_a_late_press_of_an_old_card_shows_the_question_again(app: App) -> None:
+    phone = await open_building(app)
+    rows = await slots(app)
+    old = live_cards(phone)[0]
+    old_send = old.button_data("Отправить")
+    await phone.ask(plausible(rows[0]), until="Прибор 2 из")
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    late = await phone.press_data(old_send, message=old.message_id)
+    reaction = await phone.wait_for_answer_to(late)
+    assert reaction.answer is not None
+    assert reaction.answer.get("text") == "Эта кнопка устарела — вот актуальная карточка."
+    again = await phone.wait_for("Не все поля заполнены")
+    assert [m.message_id for m in live_cards(phone)] == [again.message_id]
+    await phone.tap("Вернуться", until="Прибор 2 из")
