@@ -20,7 +20,7 @@ from billing_client.base import Billing
 from billing_client.errors import BillingUnavailable, NotFound
 from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser, Magic
-from handlers.live import edit_card, new_card, retire_card, take_card
+from handlers.live import CARD_KEY, edit_card, new_card, retire_card, take_card
 from keyboards.callbacks import (
     BuildingChosen,
     Purpose,
@@ -211,8 +211,17 @@ async def _open_saved_draft(
     assert user.account_id is not None
     draft_id = await walk.latest_draft(session, user.account_id, building_id)
     if draft_id is None:
+        # The pressed list becomes the menu: its id outlives the cleared walk.
+        card_id = (await state.get_data()).get(CARD_KEY)
         await state.clear()
-        await edit_card(bot, chat_id, state, texts.BILLING_DOWN_NO_DRAFT, main_menu_keyboard())
+        await edit_card(
+            bot,
+            chat_id,
+            state,
+            texts.BILLING_DOWN_NO_DRAFT,
+            main_menu_keyboard(),
+            message_id=card_id if isinstance(card_id, int) else None,
+        )
         return
     progress = await walk.progress(session, draft_id)
     await retire_card(bot, chat_id, state, becomes=texts.header(progress))

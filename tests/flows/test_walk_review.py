@@ -3,9 +3,20 @@ typing at the question, double taps, the review's wording, billing down at openi
 
 from __future__ import annotations
 
+from typing import NoReturn
+
+from billing_client.errors import BillingUnavailable
 from storage.models import SlotStatus
 from tests.conftest import App
-from tests.flows.walking import live_cards, open_building, plausible, slots
+from tests.flows.walking import (
+    BUILDING_QUERY,
+    live_cards,
+    log_in,
+    open_building,
+    phone_of,
+    plausible,
+    slots,
+)
 
 
 async def test_a_value_typed_at_not_all_filled_goes_to_the_card_slot_and_the_walk_goes_on(
@@ -77,3 +88,21 @@ async def test_a_late_press_of_an_old_card_shows_the_question_again(app: App) ->
     again = await phone.wait_for("Не все поля заполнены")
     assert [m.message_id for m in live_cards(phone)] == [again.message_id]
     await phone.tap("Вернуться", until="Прибор 2 из")
+
+
+async def test_billing_down_with_no_saved_draft_turns_the_list_into_the_menu(app: App) -> None:
+    """The list used to stay live next to a new menu (the FSM lost its id first)."""
+    phone = phone_of(app)
+    await log_in(phone)
+    await phone.tap("Передача показаний по дому", until="Выберите")
+    found = await phone.ask(BUILDING_QUERY, until="Нашлось")
+
+    async def down(*args: object, **kwargs: object) -> NoReturn:
+        raise BillingUnavailable("down")
+
+    app.dispatcher["billing"].meters = down
+    await phone.tap(found.buttons[0][0], message=found.message_id, until="не отвечает")
+    live = live_cards(phone)
+    assert len(live) == 1 and live[0].message_id == found.message_id
+    assert "список приборов этого дома ещё не загружался" in live[0].text
+    assert "Передача показаний по дому" in live[0].button_labels
