@@ -6,7 +6,7 @@ each value is committed before the bot answers, so nothing typed is lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -213,8 +213,8 @@ async def open_building(
 ) -> Progress:
     """Create or refresh the building's draft from billing's slot list, keeping values.
 
-    Slots that billing no longer lists are dropped unless a value waits in them;
-    new ones are added; the walking order is recomputed.
+    Slots that billing no longer lists are dropped unless a value waits in them (those
+    then come after the listed ones); new ones are added; the walking order is recomputed.
     """
     draft = (
         await session.execute(
@@ -238,20 +238,28 @@ async def open_building(
         )
         existing = {row.meter_id: row for row in rows}
     listed = {meter.id for meter in ordered}
-    gone = [
-        row.id
-        for meter_id, row in existing.items()
-        if meter_id not in listed and row.status in (SlotStatus.EMPTY, SlotStatus.SKIPPED)
-    ]
+    unlisted = sorted(
+        (row for meter_id, row in existing.items() if meter_id not in listed),
+        key=lambda row: (row.position, row.id),
+    )
+    droppable = (SlotStatus.EMPTY, SlotStatus.SKIPPED)
+    gone = [row.id for row in unlisted if row.status in droppable]
+    kept = [row for row in unlisted if row.status not in droppable]
     draft.address = building.address
     # The parts of the address go into the summary's template file.
     draft.city, draft.street, draft.house = building.city, building.street, building.house
     draft.refreshed_at = now
     draft.apartments = len({meter.apartment for meter in ordered})
-    draft.slots_total = len(ordered) + len(existing.keys() - listed) - len(gone)
+    draft.slots_total = len(ordered) + len(kept)
     await session.flush()  # a new draft gets its id, in one INSERT with every column
     if gone:
         await session.execute(delete(DraftSlot).where(DraftSlot.id.in_(gone)))
+    # A kept slot stays after the listed ones: at its old place it would share the
+    # position of the meter listed there now, and a value typed on that meter's card
+    # would go into it.
+    positions = {meter.id: position for position, meter in enumerate(ordered)}
+    positions.update({row.meter_id: len(ordered) + i for i, row in enumerate(kept)})
+    await _move_slots(session, existing.values(), positions)
     new_rows = []
     for position, meter in enumerate(ordered):
         previous_value = meter.previous.value if meter.previous else None
@@ -274,7 +282,6 @@ async def open_building(
                 }
             )
             continue
-        row.position = position
         row.apartment = meter.apartment
         row.serial_number = meter.serial_number
         row.digits = meter.digits
@@ -289,6 +296,27 @@ async def open_building(
         await connection.execute(insert(DraftSlot), new_rows)
     await session.commit()
     return await progress(session, draft.id)
+
+
+async def _move_slots(
+    session: AsyncSession, rows: Iterable[DraftSlot], positions: dict[str, int]
+) -> None:
+    """Put the draft's rows at their new positions (flushed when they come to the commit).
+
+    A position is unique in a draft, checked at each row's UPDATE: the rows that move
+    leave their places first (for a place below zero, each its own), so that no row is
+    ever moved onto a place another one has not left yet.
+    """
+    moving = [
+        row for row in rows if row.meter_id in positions and row.position != positions[row.meter_id]
+    ]
+    if not moving:
+        return
+    for row in moving:
+        row.position = -1 - positions[row.meter_id]
+    await session.flush()
+    for row in moving:
+        row.position = positions[row.meter_id]
 
 
 async def find_draft(

@@ -140,7 +140,9 @@ class DraftSlot(Base):
     __tablename__ = "draft_slots"
     __table_args__ = (
         UniqueConstraint("draft_id", "meter_id"),
-        Index("ix_draft_slots_draft_position", "draft_id", "position"),
+        # One slot per place in the walk: the card and the value typed on it find the
+        # slot by its position.
+        UniqueConstraint("draft_id", "position"),
         Index("ix_draft_slots_draft_status", "draft_id", "status", "position"),
         Index("ix_draft_slots_submission", "submission_id"),
         Index("ix_draft_slots_source", "entered_by", "source_message_id"),
