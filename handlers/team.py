@@ -38,6 +38,7 @@ REFUSALS = {
     "expired": texts.INVITE_EXPIRED,
     "other_account": texts.INVITE_ALREADY_MEMBER_ELSEWHERE,
     "member": texts.INVITE_ALREADY_MEMBER,
+    "not_connected": texts.INVITE_ACCOUNT_NOT_CONNECTED,
 }
 
 

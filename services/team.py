@@ -78,7 +78,7 @@ class Joined:
 class InviteRefused:
     """Why an invite did not let the user in."""
 
-    reason: str  # "unknown", "used", "expired", "other_account", "member"
+    reason: str  # "unknown", "used", "expired", "other_account", "member", "not_connected"
 
 
 JoinResult = Joined | InviteRefused
@@ -96,7 +96,8 @@ async def accept_invite(
     """Use an invite: the user becomes an inspector of its account.
 
     The claim is one conditional UPDATE, so a link used twice at once lets in one
-    user only. An invite also lifts a revocation: it is the admin's decision.
+    user only. An invite also lifts a revocation: it is the admin's decision. An
+    account without a stored password (its last user logged out) takes nobody in.
     """
     now = as_utc(now)
     invite = await session.scalar(select(Invite).where(Invite.code_hash == code_hash(code)))
@@ -114,6 +115,11 @@ async def accept_invite(
         # Already in this team (e.g. the admin tried the link): keep the invite for
         # the person it was made for.
         return InviteRefused("member")
+    account = await session.get(Account, invite.account_id)
+    if account is None or not account.password_encrypted:
+        # The last linked user logged out and the password was erased: an inspector let
+        # in now could do nothing. The invite stays unused for after the admin's login.
+        return InviteRefused("not_connected")
     claimed = await session.execute(
         update(Invite)
         .where(Invite.id == invite.id, Invite.used_at.is_(None))
@@ -131,12 +137,11 @@ async def accept_invite(
     user.account_id = invite.account_id
     user.linked_at = now
     user.revoked_at = None
-    account = await session.get(Account, invite.account_id)
     await session.commit()
     log.info(
         "User %s joined account %s by invite %s", telegram_user_id, invite.account_id, invite.id
     )
-    return Joined(account_name=account.name if account else "")
+    return Joined(account_name=account.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ __all__ = [
     "BTN_INVITE",
     "BTN_REVOKE",
     "BTN_TEAM_BACK",
+    "INVITE_ACCOUNT_NOT_CONNECTED",
     "INVITE_ALREADY_MEMBER",
     "INVITE_ALREADY_MEMBER_ELSEWHERE",
     "INVITE_EXPIRED",
@@ -59,6 +60,10 @@ INVITE_ALREADY_MEMBER_ELSEWHERE = (
 )
 INVITE_ALREADY_MEMBER = (
     "Вы уже в этой команде. Ссылка осталась неиспользованной — перешлите её сотруднику."
+)
+INVITE_ACCOUNT_NOT_CONNECTED = (
+    "Учётная запись компании сейчас не подключена к боту: администратор вышел из неё. "
+    "Попросите администратора войти заново (/start), затем откройте эту ссылку ещё раз."
 )
 ACCESS_REVOKED = (
     "Администратор закрыл вам доступ к учётной записи. Вернуться можно только "

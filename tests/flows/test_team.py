@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 import texts
-from storage.models import Invite, Role, TelegramUser
+from services.credentials import CredentialsProvider
+from storage.models import Account, Invite, Role, TelegramUser
 from tests.conftest import App
 from tests.flows.test_supervisor import log_in
 from tests.harness.phone import Phone
@@ -134,3 +135,46 @@ async def test_tapping_the_own_row_or_a_member_twice_keeps_the_team_screen(app: 
     await app.tg.wait_quiet()
     assert not any(texts.UNEXPECTED_ERROR in m.text for m in admin.bot_messages())
     assert "Что сделать?" in admin.last_bot_message().text  # type: ignore[union-attr]
+
+
+async def test_an_invite_after_the_admins_logout_is_refused_until_the_admin_logs_in_again(
+    app: App,
+) -> None:
+    """Regression: the logout of the last user erases the password; an inspector who
+    joined after it got the generic error on every menu button."""
+    admin = await log_in(app)
+    code = await invite_code(admin)
+    await admin.ask("/logout", until=texts.LOGGED_OUT)
+
+    inspector = await join(app, code, 1002, "Иван", until=texts.INVITE_ACCOUNT_NOT_CONNECTED)
+    assert (await user_row(app, 1002)) is None
+    await app.tg.wait_quiet()
+    assert not any(texts.UNEXPECTED_ERROR in m.text for m in inspector.bot_messages())
+
+    await admin.send_command("/start")
+    await admin.wait_for("логин")
+    await admin.ask("demo", until="пароль")
+    await admin.ask("demo", until="Вы вошли")
+    await join(app, code, 1002, "Иван")  # the same link, kept unused
+    await inspector.tap("Передача показаний по дому", until="Выберите дом")
+
+
+async def test_an_inspector_of_an_account_without_its_password_is_told_to_ask_the_admin(
+    app: App,
+) -> None:
+    """An inspector already let in while the account has no password (joined so before
+    the fix above): every menu button says what to do, never the generic error."""
+    admin = await log_in(app)
+    inspector = await join(app, await invite_code(admin), 1002, "Иван")
+    async with app.session_pool() as session:
+        await session.execute(update(Account).values(password_encrypted=None))
+        await session.commit()
+    credentials: CredentialsProvider = app.dispatcher["credentials"]
+    row = await user_row(app, 1002)
+    assert row is not None and row.account_id is not None
+    credentials.forget(row.account_id)
+
+    await inspector.tap(texts.MENU_VIEW, until=texts.ACCOUNT_NOT_CONNECTED)
+    await inspector.tap(texts.MENU_SEND)  # the same text again: the card stays as it is
+    await app.tg.wait_quiet()
+    assert [m.text for m in inspector.bot_messages()] == [texts.ACCOUNT_NOT_CONNECTED]
