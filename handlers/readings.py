@@ -20,7 +20,7 @@ from billing_client.base import Billing
 from billing_client.errors import BillingUnavailable, NotFound
 from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser, Magic
-from handlers.live import CARD_KEY, edit_card, new_card, retire_card, take_card
+from handlers.live import CARD_KEY, disarm_card, edit_card, new_card, retire_card, take_card
 from keyboards.callbacks import (
     BuildingChosen,
     Purpose,
@@ -155,6 +155,8 @@ async def building_chosen(
     outbox: Outbox,
 ) -> None:
     assert linked_user.account_id is not None
+    if await _walking_elsewhere(callback, bot, state, session, callback_data.building_id):
+        return
     chat_id = await take_card(callback, state)
     auth = await credentials.auth_for(session, linked_user.account_id)
     try:
@@ -198,6 +200,36 @@ async def building_chosen(
         resumed=progress.done > 0,
         progress=progress,
     )
+
+
+async def _walking_elsewhere(
+    callback: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    session: AsyncSession,
+    building_id: str,
+) -> bool:
+    """A press of a list that is no longer the live card while the chat walks a building.
+
+    A double tap: the first press made the list the building's header and showed a
+    card. The second one for the same building is answered and dropped (opening again
+    would leave two live cards of one slot); for another building the live card loses
+    its buttons first. Returns True when the press is dropped.
+    """
+    assert callback.message is not None
+    data = await state.get_data()
+    draft_id = data.get("draft_id")
+    if (
+        callback.message.message_id == data.get(CARD_KEY)
+        or await state.get_state() not in _WALK_STATES | {Walk.reviewing.state}
+        or not isinstance(draft_id, int)
+    ):
+        return False
+    if (await walk.progress(session, draft_id)).building_id == building_id:
+        await callback.answer()
+        return True
+    await disarm_card(bot, callback.message.chat.id, state)
+    return False
 
 
 async def _open_saved_draft(

@@ -106,3 +106,38 @@ async def test_billing_down_with_no_saved_draft_turns_the_list_into_the_menu(app
     assert len(live) == 1 and live[0].message_id == found.message_id
     assert "список приборов этого дома ещё не загружался" in live[0].text
     assert "Передача показаний по дому" in live[0].button_labels
+
+
+async def test_a_double_tap_of_a_building_leaves_one_live_card(app: App) -> None:
+    """The second tap used to open the building again: two live cards of one slot."""
+    phone = phone_of(app)
+    await log_in(phone)
+    await phone.tap("Передача показаний по дому", until="Выберите")
+    found = await phone.ask(BUILDING_QUERY, until="Нашлось")
+    first = await phone.press(found.buttons[0][0], message=found.message_id)
+    second = await phone.press(found.buttons[0][0], message=found.message_id)
+    await phone.wait_for_answer_to(first)
+    answer = (await phone.wait_for_answer_to(second)).answer
+    assert answer is not None and not answer.get("text")
+    # A message after the taps: its answer comes after anything the taps did.
+    await phone.send_command("/help")
+    await phone.wait_for("Как передать показания")
+    cards = [m for m in phone.bot_messages() if "Прибор 1 из" in m.text]
+    assert len(cards) == 1 and live_cards(phone) == cards
+    await phone.ask(plausible((await slots(app))[0]), until="Прибор 2 из")
+    assert len(live_cards(phone)) == 1
+
+
+async def test_two_buildings_tapped_at_once_leave_one_live_card(app: App) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    listed = (await phone.tap("Передача показаний по дому", until="Выберите")).messages[-1]
+    first = await phone.press(listed.buttons[0][0], message=listed.message_id)
+    second = await phone.press(listed.buttons[1][0], message=listed.message_id)
+    await phone.wait_for_answer_to(first)
+    await phone.wait_for_answer_to(second)
+    await phone.send_command("/help")
+    await phone.wait_for("Как передать показания")
+    live = live_cards(phone)
+    assert len(live) == 1 and "Прибор 1 из" in live[0].text
+    assert sum("Прибор 1 из" in m.text for m in phone.bot_messages()) == 2
