@@ -93,7 +93,6 @@ async def start_with_invite(
 ) -> None:
     if message.from_user is None or not command.args:
         return
-    await state.clear()
     result = await team.accept_invite(
         session,
         code=command.args,
@@ -103,8 +102,10 @@ async def start_with_invite(
         now=datetime.now(UTC),
     )
     if isinstance(result, team.InviteRefused):
+        # Whatever the user was doing (e.g. a member mid-building) goes on.
         await message.answer(REFUSALS[result.reason])
         return
+    await state.clear()
     await show_role_commands(bot, message.from_user.id, Role.INSPECTOR)
     await new_card(
         bot, message.chat.id, state, texts.joined(result.account_name), main_menu_keyboard()

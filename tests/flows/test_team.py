@@ -11,7 +11,7 @@ import texts
 from services.credentials import CredentialsProvider
 from storage.models import Account, Invite, Role, TelegramUser
 from tests.conftest import App
-from tests.flows.test_supervisor import log_in
+from tests.flows.test_supervisor import first_value, log_in, open_building
 from tests.harness.phone import Phone
 
 LINK_RE = re.compile(r"https://t\.me/meters_test_bot\?start=([A-Za-z0-9_-]+)")
@@ -178,3 +178,16 @@ async def test_an_inspector_of_an_account_without_its_password_is_told_to_ask_th
     await inspector.tap(texts.MENU_SEND)  # the same text again: the card stays as it is
     await app.tg.wait_quiet()
     assert [m.text for m in inspector.bot_messages()] == [texts.ACCOUNT_NOT_CONNECTED]
+
+
+async def test_an_inspector_who_opens_an_invite_again_mid_building_keeps_the_walk(
+    app: App,
+) -> None:
+    """Regression: /start <code> cleared the FSM before the invite was checked, so a
+    member's tap on a link (refused: already in the team) lost the building's walk."""
+    admin = await log_in(app)
+    inspector = await join(app, await invite_code(admin), 1002, "Иван")
+    await open_building(inspector)
+    await join(app, await invite_code(admin), 1002, "Иван", until=texts.INVITE_ALREADY_MEMBER)
+    value = await first_value(app, "Авиастроителей")
+    await inspector.ask(value.replace(".", ","), until="Прибор 2 из")
