@@ -86,11 +86,15 @@ def _fmt_date(value: date | None) -> str:
     return value.strftime("%d.%m.%Y") if value else ""
 
 
-def header(progress: Progress) -> str:
+def _building(progress: Progress) -> str:
     return (
         f"🏠 <b>{esc(progress.address)}</b>\n"
-        f"{progress.apartments} квартир, {progress.total} приборов, заполнено {progress.done}"
+        f"{progress.apartments} квартир, {progress.total} приборов"
     )
+
+
+def header(progress: Progress) -> str:
+    return f"{_building(progress)}, заполнено {progress.done}"
 
 
 def _capacity(slot: Slot) -> str:
@@ -257,10 +261,13 @@ FORWARDED_NOT_ACCEPTED = "Пересланные сообщения не при�
 
 
 def review(progress: Progress, warned: Sequence[Slot]) -> str:
+    # The counts below split «заполнено» from «пропущено»: the header's one number
+    # (both together) would contradict them on the same card.
+    done = progress.empty + progress.rejected == 0
     lines = [
-        header(progress),
+        _building(progress),
         "",
-        "<b>Все приборы пройдены.</b>",
+        "<b>Все приборы пройдены.</b>" if done else "<b>Остались незаполненные приборы.</b>",
         f"Заполнено: {progress.filled}",
         f"Пропущено: {progress.skipped}",
         f"Не заполнено: {progress.empty + progress.rejected}",

@@ -141,3 +141,34 @@ async def test_two_buildings_tapped_at_once_leave_one_live_card(app: App) -> Non
     live = live_cards(phone)
     assert len(live) == 1 and "Прибор 1 из" in live[0].text
     assert sum("Прибор 1 из" in m.text for m in phone.bot_messages()) == 2
+
+
+async def test_the_review_says_all_meters_are_done_only_when_they_are(app: App) -> None:
+    """It used to say «Все приборы пройдены.» over «Не заполнено: 128»."""
+    phone = await open_building(app)
+    await phone.tap("Отправить", until="Не все поля заполнены")
+    review = (await phone.tap("Отправить", until="Нечего отправлять")).messages[-1].text
+    assert "Все приборы пройдены" not in review
+    assert "Остались незаполненные приборы." in review and "Не заполнено: 128" in review
+
+
+async def test_the_review_counts_filled_and_skipped_apart_without_a_contradicting_header(
+    app: App,
+) -> None:
+    """Its header said «заполнено 2» (skipped included) over «Заполнено: 1»."""
+    phone = await open_building(app)
+    rows = await slots(app)
+    await phone.ask(plausible(rows[0]), until="Прибор 2 из")
+    await phone.tap("Пропустить", until="Почему пропускаем?")
+    await phone.tap("Нет доступа", until="Прибор 3 из")
+    last = rows[-1]
+    await phone.tap("К квартире №…", until="Напишите номер квартиры")
+    await phone.ask(last.apartment, until=f"Квартира: {last.apartment}")
+    for row in rows:
+        if row.apartment == last.apartment:
+            await phone.ask(plausible(row), until="Прибор" if row != last else "Ждут отправки")
+    review = live_cards(phone)[0].text
+    filled = 1 + sum(r.apartment == last.apartment for r in rows)
+    assert f"Заполнено: {filled}\nПропущено: 1\nНе заполнено: {len(rows) - filled - 1}" in review
+    assert "заполнено " not in review.replace("Не заполнено", ""), "one «заполнено» only"
+    assert "Остались незаполненные приборы." in review
