@@ -23,6 +23,7 @@ from services.values import (
     check_plausibility,
     parse_reading,
 )
+from storage.engine import upsert_insert
 from storage.models import Draft, DraftSlot, SlotStatus
 
 TARIFF_ORDER = {"день": 0, "пик": 0, "полупик": 1, "ночь": 2}
@@ -216,27 +217,32 @@ async def open_building(
     Slots that billing no longer lists are dropped unless a value waits in them (those
     then come after the listed ones); new ones are added; the walking order is recomputed.
     """
-    draft = (
+    draft = await _draft(session, account_id, building.id, meters.period)
+    if draft is None:
+        # Two inspectors may open a building nobody has opened yet at the same moment:
+        # the later INSERT waits for the first one's commit and inserts nothing, and
+        # both go on with the one draft and its slots.
+        new_draft = upsert_insert(session.get_bind().dialect.name)(Draft)
         await session.execute(
-            select(Draft).where(
-                Draft.account_id == account_id,
-                Draft.building_id == building.id,
-                Draft.period == meters.period,
+            new_draft.values(
+                account_id=account_id,
+                building_id=building.id,
+                period=meters.period,
+                address=building.address,
+                refreshed_at=now,
+            ).on_conflict_do_nothing(
+                index_elements=[Draft.account_id, Draft.building_id, Draft.period]
             )
         )
-    ).scalar_one_or_none()
+        draft = await _draft(session, account_id, building.id, meters.period)
+        assert draft is not None
+    rows = (
+        (await session.execute(select(DraftSlot).where(DraftSlot.draft_id == draft.id)))
+        .scalars()
+        .all()
+    )
+    existing = {row.meter_id: row for row in rows}
     ordered = _walking_order(meters.meters)
-    if draft is None:
-        draft = Draft(account_id=account_id, building_id=building.id, period=meters.period)
-        session.add(draft)
-        existing: dict[str, DraftSlot] = {}
-    else:
-        rows = (
-            (await session.execute(select(DraftSlot).where(DraftSlot.draft_id == draft.id)))
-            .scalars()
-            .all()
-        )
-        existing = {row.meter_id: row for row in rows}
     listed = {meter.id for meter in ordered}
     unlisted = sorted(
         (row for meter_id, row in existing.items() if meter_id not in listed),
@@ -251,7 +257,6 @@ async def open_building(
     draft.refreshed_at = now
     draft.apartments = len({meter.apartment for meter in ordered})
     draft.slots_total = len(ordered) + len(kept)
-    await session.flush()  # a new draft gets its id, in one INSERT with every column
     if gone:
         await session.execute(delete(DraftSlot).where(DraftSlot.id.in_(gone)))
     # A kept slot stays after the listed ones: at its old place it would share the
@@ -296,6 +301,20 @@ async def open_building(
         await connection.execute(insert(DraftSlot), new_rows)
     await session.commit()
     return await progress(session, draft.id)
+
+
+async def _draft(
+    session: AsyncSession, account_id: str, building_id: str, period: str
+) -> Draft | None:
+    return (
+        await session.execute(
+            select(Draft).where(
+                Draft.account_id == account_id,
+                Draft.building_id == building_id,
+                Draft.period == period,
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def _move_slots(
