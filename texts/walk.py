@@ -86,11 +86,21 @@ def _fmt_date(value: date | None) -> str:
     return value.strftime("%d.%m.%Y") if value else ""
 
 
+def _counted(count: int, one: str, few: str, many: str) -> str:
+    """The count with its noun agreed: (1, 21) one, (2-4, 22-24) few, the rest many."""
+    if count % 10 == 1 and count % 100 != 11:
+        word = one
+    elif 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        word = few
+    else:
+        word = many
+    return f"{count} {word}"
+
+
 def _building(progress: Progress) -> str:
-    return (
-        f"🏠 <b>{esc(progress.address)}</b>\n"
-        f"{progress.apartments} квартир, {progress.total} приборов"
-    )
+    apartments = _counted(progress.apartments, "квартира", "квартиры", "квартир")
+    meters = _counted(progress.total, "прибор", "прибора", "приборов")
+    return f"🏠 <b>{esc(progress.address)}</b>\n{apartments}, {meters}"
 
 
 def header(progress: Progress) -> str:
@@ -302,13 +312,7 @@ BILLING_DOWN_NO_DRAFT = (
 
 def readings_count(count: int) -> str:
     """«1 показание», «3 показания», «5 показаний»."""
-    if count % 10 == 1 and count % 100 != 11:
-        word = "показание"
-    elif 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
-        word = "показания"
-    else:
-        word = "показаний"
-    return f"{count} {word}"
+    return _counted(count, "показание", "показания", "показаний")
 
 
 def billing_not_answering(count: int) -> str:

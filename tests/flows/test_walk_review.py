@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+import pytest
+
+import texts
 from billing_client.errors import BillingUnavailable
+from services.walk import Progress
 from storage.models import SlotStatus
 from tests.conftest import App
 from tests.flows.walking import (
@@ -172,3 +176,21 @@ async def test_the_review_counts_filled_and_skipped_apart_without_a_contradictin
     assert f"Заполнено: {filled}\nПропущено: 1\nНе заполнено: {len(rows) - filled - 1}" in review
     assert "заполнено " not in review.replace("Не заполнено", ""), "one «заполнено» only"
     assert "Остались незаполненные приборы." in review
+
+
+@pytest.mark.parametrize(
+    ("apartments", "meters", "shown"),
+    [
+        (131, 151, "131 квартира, 151 прибор, заполнено 0"),
+        (84, 128, "84 квартиры, 128 приборов, заполнено 0"),
+        (11, 12, "11 квартир, 12 приборов, заполнено 0"),
+        (22, 104, "22 квартиры, 104 прибора, заполнено 0"),
+        (215, 300, "215 квартир, 300 приборов, заполнено 0"),
+    ],
+)
+def test_the_header_agrees_its_counts_with_their_nouns(
+    apartments: int, meters: int, shown: str
+) -> None:
+    """It used to say «131 квартир, 151 приборов»."""
+    progress = Progress(1, "b", "Адрес", "2026-11", apartments, meters, 0, 0, meters, 0, 0, 0)
+    assert texts.header(progress).endswith("\n" + shown)
