@@ -11,7 +11,7 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +109,16 @@ async def take_card(callback: CallbackQuery, state: FSMContext) -> int:
     assert callback.message is not None
     await state.update_data({CARD_KEY: callback.message.message_id})
     return callback.message.chat.id
+
+
+async def edit_in_place(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    """Edit a message a button was pressed on (a list, a page) to `text`.
+
+    A press that changes nothing (a double tap, the row already shown) gets Telegram's
+    "not modified": the message is already right, so that is not an error.
+    """
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as exc:
+        if "not modified" not in exc.message:
+            raise

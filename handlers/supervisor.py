@@ -9,18 +9,18 @@ from datetime import UTC, datetime
 from aiogram import Bot, F, Router
 from aiogram.exceptions import (
     AiogramError,
-    TelegramBadRequest,
     TelegramMigrateToChat,
     TelegramRetryAfter,
 )
 from aiogram.filters import Command
-from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
 from billing_client.errors import BillingError
 from handlers.filters import Magic
+from handlers.live import edit_in_place
 from keyboards.callbacks import StatusPageCallback
 from keyboards.team import status_keyboard
 from services import group_posts, groups
@@ -141,7 +141,7 @@ async def _status(
     billing: Billing,
     credentials: CredentialsProvider,
     settings: Settings,
-) -> tuple[str, object]:
+) -> tuple[str, InlineKeyboardMarkup | None]:
     account_id = await groups.bound_account(session, chat_id)
     if account_id is None:
         return texts.GROUP_NOT_BOUND, None
@@ -165,7 +165,7 @@ async def cmd_status(
     settings: Settings,
 ) -> None:
     text, markup = await _status(message.chat.id, 0, session, billing, credentials, settings)
-    await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+    await message.answer(text, reply_markup=markup)
 
 
 async def status_page_chosen(
@@ -182,12 +182,8 @@ async def status_page_chosen(
     text, markup = await _status(
         callback.message.chat.id, callback_data.page, session, billing, credentials, settings
     )
-    try:
-        await callback.message.edit_text(text, reply_markup=markup)  # type: ignore[arg-type]
-    except TelegramBadRequest as exc:
-        # A double tap on «След. ›» shows the page that is already on screen.
-        if "not modified" not in exc.message:
-            raise
+    # A double tap on «След. ›» shows the page that is already on screen: not an error.
+    await edit_in_place(callback.message, text, markup)
 
 
 # --- the group changes -------------------------------------------------------------------

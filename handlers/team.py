@@ -7,21 +7,20 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     BotCommand,
     BotCommandScopeChat,
     CallbackQuery,
-    InlineKeyboardMarkup,
     Message,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from handlers.filters import LinkedUser
-from handlers.live import new_card
+from handlers.live import edit_in_place, new_card
 from keyboards.callbacks import TeamAction, TeamActionKind
 from keyboards.menu import main_menu_keyboard
 from keyboards.team import member_keyboard, team_keyboard
@@ -69,16 +68,6 @@ async def _tell(bot: Bot, user_id: int, text: str) -> None:
         await bot.send_message(user_id, text)
     except TelegramAPIError as exc:
         log.info("Could not tell user %s: %s", user_id, type(exc).__name__)
-
-
-async def _show(message: Message, text: str, markup: InlineKeyboardMarkup) -> None:
-    """Edit the team message in place; a tap that changes nothing (a double tap, the
-    admin's own row) gets Telegram's "not modified", and the message is already right."""
-    try:
-        await message.edit_text(text, reply_markup=markup)
-    except TelegramBadRequest as exc:
-        if "not modified" not in exc.message:
-            raise
 
 
 # --- joining by invite ---------------------------------------------------------------
@@ -187,7 +176,7 @@ async def team_action(
         await message.answer(texts.MEMBER_GONE)
         action = TeamActionKind.LIST
     if action == TeamActionKind.MEMBER and member is not None:
-        await _show(
+        await edit_in_place(
             message,
             texts.member_actions(member.full_name, member.username),
             member_keyboard(member.id),
@@ -216,7 +205,7 @@ async def team_action(
             await message.edit_text(texts.admin_handed_over(name))
     else:
         members = await team.team(session, account_id)
-        await _show(message, texts.TEAM_TITLE, team_keyboard(members, linked_user.id))
+        await edit_in_place(message, texts.TEAM_TITLE, team_keyboard(members, linked_user.id))
 
 
 def create_router() -> Router:
