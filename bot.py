@@ -1,10 +1,13 @@
 """Composition root: Settings → logging → database → billing → Bot + Dispatcher → polling.
 
 Nothing is created at import time; `python bot.py` runs `main()`.
+`python bot.py --rotate-secrets` re-encrypts the stored passwords with the first key of
+SECRET_KEY and exits (storage/crypto.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
@@ -57,14 +60,14 @@ from observability import add_health_routes, start_metrics_server
 from services import team
 from services.breaker import CircuitBreaker
 from services.buildings import BuildingDirectory
-from services.credentials import CredentialsProvider
+from services.credentials import CredentialsProvider, rotate_stored_passwords
 from services.digest import DigestConfig, DigestScheduler
 from services.group_posts import GroupPoster
 from services.metrics import MeteredBilling, Metrics
 from services.outbox import Outbox, OutboxPolicy
 from services.submission import RetryPolicy
 from services.summary import SummarySweeper, summary_hook
-from storage.crypto import Vault, load_or_create_secret_key
+from storage.crypto import SecretKeyFileError, Vault, load_or_create_secret_key
 from storage.engine import create_engine, create_session_pool, database_kind
 from storage.fsm import create_fsm
 from storage.migrate import upgrade_database
@@ -332,14 +335,33 @@ def bot_commands() -> list[BotCommand]:
     return inspector_commands()
 
 
-async def run(settings: Settings) -> None:
+async def rotate_secrets(settings: Settings, vault: Vault) -> int:
+    """`--rotate-secrets`: re-encrypt every stored password with the first key; the exit
+    code is 1 if a password matches no key (kept as it was: drop no key yet)."""
+    engine = create_engine(settings.DATABASE_URL)
+    try:
+        await upgrade_database(engine)
+        rotation = await rotate_stored_passwords(create_session_pool(engine), vault)
+    finally:
+        await engine.dispose()
+    log.info(
+        "Re-encrypted %d stored password(s) with the first key of SECRET_KEY", rotation.rotated
+    )
+    if rotation.unreadable:
+        log.error(
+            "%d stored password(s) match no key of SECRET_KEY and were left as they are "
+            "(accounts: %s); a user of each account must log in again",
+            len(rotation.unreadable),
+            ", ".join(rotation.unreadable),
+        )
+        return 1
+    log.info("The other keys may now be removed from SECRET_KEY")
+    return 0
+
+
+async def run(settings: Settings, vault: Vault) -> None:
     from billing_client import describe_billing, open_billing
 
-    secret_key = load_or_create_secret_key(
-        settings.SECRET_KEY.get_secret_value() if settings.SECRET_KEY else None,
-        settings.DATA_DIR,
-    )
-    vault = Vault.from_setting(secret_key)
     engine = create_engine(settings.DATABASE_URL)
     try:
         await upgrade_database(engine)
@@ -405,8 +427,18 @@ async def run(settings: Settings) -> None:
         log.info("Stopped")
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bot.py", description="The meter readings bot.")
+    parser.add_argument(
+        "--rotate-secrets",
+        action="store_true",
+        help="re-encrypt the stored passwords with the first key of SECRET_KEY, then exit",
+    )
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    del argv
+    args = parse_args(argv)
     settings = checked_settings()
     if settings is None:
         return 2
@@ -416,9 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     if settings.WEBHOOK_SECRET:
         secrets.append(settings.WEBHOOK_SECRET.get_secret_value())
     setup_logging(settings.LOG_LEVEL, secrets)
+    try:
+        secret_key = load_or_create_secret_key(
+            settings.SECRET_KEY.get_secret_value() if settings.SECRET_KEY else None,
+            settings.DATA_DIR,
+        )
+    except SecretKeyFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    vault = Vault.from_setting(secret_key)
+    if args.rotate_secrets:
+        return uvloop.run(rotate_secrets(settings, vault))
     with contextlib.suppress(KeyboardInterrupt):
         # libuv's event loop: the same work costs about 7 % less CPU (benchmarks/).
-        uvloop.run(run(settings))
+        uvloop.run(run(settings, vault))
     return 0
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_client.base import BillingAuth
-from storage.crypto import Vault
+from storage.crypto import SecretKeyError, Vault
 from storage.models import Account
 
 
@@ -47,3 +50,40 @@ class CredentialsProvider:
     def forget(self, account_id: str) -> None:
         """Drop the cached session (credentials changed or were removed)."""
         self._cache.pop(account_id, None)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What a key rotation did: passwords re-encrypted, and the accounts whose stored
+    password no key decrypts (left as they were)."""
+
+    rotated: int
+    unreadable: list[str]
+
+
+async def rotate_stored_passwords(
+    session_pool: async_sessionmaker[AsyncSession], vault: Vault
+) -> Rotation:
+    """Re-encrypt every stored account password with the vault's first key, in one
+    transaction. A password no key decrypts is kept as it is, never overwritten.
+    """
+    rotated = 0
+    unreadable: list[str] = []
+    async with session_pool() as session:
+        # Locked (PostgreSQL): a login meanwhile waits, rather than being overwritten.
+        accounts = await session.scalars(
+            select(Account)
+            .where(Account.password_encrypted.is_not(None), Account.password_encrypted != "")
+            .order_by(Account.id)
+            .with_for_update()
+        )
+        for account in accounts:
+            assert account.password_encrypted is not None
+            try:
+                account.password_encrypted = vault.rotate(account.password_encrypted)
+            except SecretKeyError:
+                unreadable.append(account.id)
+                continue
+            rotated += 1
+        await session.commit()
+    return Rotation(rotated, unreadable)
