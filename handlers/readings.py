@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import texts
 from billing_client.base import Billing
-from billing_client.errors import BillingUnavailable, NotFound
+from billing_client.errors import BillingError, BillingUnavailable, NotFound
 from handlers.buildings import BuildingList
 from handlers.filters import LinkedUser, Magic
 from handlers.live import CARD_KEY, disarm_card, edit_card, new_card, retire_card, take_card
@@ -41,7 +41,7 @@ from keyboards.readings import (
 )
 from services import submission, walk
 from services.buildings import BuildingDirectory
-from services.credentials import CredentialsProvider
+from services.credentials import AccountNotLinked, CredentialsProvider
 from services.outbox import Outbox
 from settings import Settings
 from storage.models import SlotStatus, SubmissionStatus, TelegramUser
@@ -158,8 +158,8 @@ async def building_chosen(
     if await _walking_elsewhere(callback, bot, state, session, callback_data.building_id):
         return
     chat_id = await take_card(callback, state)
-    auth = await credentials.auth_for(session, linked_user.account_id)
     try:
+        auth = await credentials.auth_for(session, linked_user.account_id)
         if outbox.billing_down:
             raise BillingUnavailable("circuit breaker open")
         building = await directory.get(linked_user.account_id, auth, callback_data.building_id)
@@ -176,6 +176,11 @@ async def building_chosen(
     except NotFound:
         buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
         await buildings.building_gone(chat_id, Purpose.SEND)
+        return
+    except (AccountNotLinked, BillingError) as exc:
+        # The company's password is gone or refused: the list says why, with the menu.
+        buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
+        await buildings.unavailable(chat_id, exc, edit=True)
         return
     progress = await walk.open_building(
         session,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 import texts
 from billing_client.errors import BillingUnavailable
 from services.buildings import BuildingDirectory
+from services.credentials import CredentialsProvider
 from storage.models import Account
 from tests.conftest import App
 from tests.flows.walking import BUILDING_QUERY, log_in, phone_of
@@ -66,5 +67,26 @@ async def test_viewing_a_building_while_billing_is_down_says_so(
     found = await phone.ask(BUILDING_QUERY, until="Нашлось")
     monkeypatch.setattr(app.billing, "meters", billing_down)
     await phone.tap(found.buttons[0][0], until=texts.BILLING_NOT_ANSWERING)
+    await app.tg.wait_quiet()
+    assert no_generic_error(phone)
+
+
+async def test_a_building_chosen_after_the_companys_password_was_erased_says_what_to_do(
+    app: App,
+) -> None:
+    phone = phone_of(app)
+    await log_in(phone)
+    await phone.tap(texts.MENU_SEND, until="Выберите дом")
+    found = await phone.ask(BUILDING_QUERY, until="Нашлось")
+    # Meanwhile the last user's /logout erased the account's password.
+    async with app.session_pool() as session:
+        account = await session.scalar(select(Account))
+        assert account is not None
+        account.password_encrypted = None
+        await session.commit()
+    credentials: CredentialsProvider = app.dispatcher["credentials"]
+    credentials.forget(account.id)
+    reaction = await phone.tap(found.buttons[0][0], until=texts.ACCOUNT_NOT_CONNECTED)
+    assert reaction.message is not None and texts.MENU_SEND in reaction.message.button_labels
     await app.tg.wait_quiet()
     assert no_generic_error(phone)
