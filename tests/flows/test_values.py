@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import texts
 from storage.models import SlotStatus
 from tests.conftest import App
 from tests.flows.walking import live_cards, open_building, plausible, slots
@@ -106,6 +107,17 @@ async def test_an_edit_of_a_message_that_was_no_value_is_answered(app: App) -> N
     phone = await open_building(app)
     query = next(m for m in phone.screen().messages if not m.from_bot and "авиа" in m.text)
     await phone.edit(query.message_id, "12345")
-    reply = await phone.wait_for("правка ничего не меняет")
-    assert reply.text.startswith("Это сообщение не было показанием")
+    reply = await phone.wait_for("не было принято как показание")
+    assert reply.text == texts.EDIT_NOT_A_READING
     assert all(r.status == SlotStatus.EMPTY for r in await slots(app))
+
+
+async def test_an_edit_of_a_refused_value_is_not_told_it_was_no_reading(app: App) -> None:
+    phone = await open_building(app)
+    await phone.ask("1330S", until="❌")
+    typed = next(m for m in phone.screen().messages if not m.from_bot and m.text == "1330S")
+    await phone.edit(typed.message_id, "13305")
+    reply = await phone.wait_for("не было принято как показание")
+    assert reply.text == texts.EDIT_NOT_A_READING
+    assert "не было показанием" not in reply.text  # it was one, only refused
+    assert (await slots(app))[0].status == SlotStatus.EMPTY
