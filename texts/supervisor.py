@@ -107,6 +107,11 @@ def _apartment_lines(label: str, apartments: Sequence[str]) -> list[str]:
     return lines
 
 
+def _of_readings(count: int) -> str:
+    """After «из»: «1 показания», «21 показания», «5 показаний»."""
+    return f"{count} показания" if count % 10 == 1 and count % 100 != 11 else f"{count} показаний"
+
+
 def summary_lines(summary: SubmissionSummary) -> list[str]:
     """The summary, line by line (each line's HTML tags close on the same line)."""
     lines = [
@@ -118,7 +123,8 @@ def summary_lines(summary: SubmissionSummary) -> list[str]:
     ]
     if summary.status == SubmissionStatus.FAILED:
         lines.append(
-            f"❗️ Энергосбыт не принял пакет из {summary.sent} показаний; они остались в черновике."
+            f"❗️ Энергосбыт не принял пакет из {_of_readings(summary.sent)}; "
+            "они остались в черновике."
         )
         if summary.error:
             lines.append(f"Причина: {esc(summary.error)}")

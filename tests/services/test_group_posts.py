@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import group_posts, groups
 from services.group_posts import ChatMigrated, GroupPoster, Post, PostFailed, RetryAfter
-from services.summary import split_lines
+from services.summary import SubmissionSummary, split_lines
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
-from storage.models import Account, GroupBinding, GroupPost
+from storage.models import Account, GroupBinding, GroupPost, SubmissionStatus
+from texts import summary_lines
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 
@@ -272,3 +273,24 @@ async def test_unbinding_a_group_drops_its_waiting_posts_and_keeps_the_sent_ones
     assert await waiting(pool) == []
     async with pool() as session:
         assert [p.text for p in await session.scalars(select(GroupPost))] == ["sent"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "words"), [(1, "из 1 показания;"), (3, "из 3 показаний;"), (11, "из 11 показаний;")]
+)
+def test_a_failed_batchs_summary_counts_its_readings_in_good_russian(sent: int, words: str) -> None:
+    failed = SubmissionSummary(
+        submission_id=1,
+        account_id="a",
+        address="Новосибирск, Авиастроителей ул., 3",
+        period="2026-11",
+        inspector_name="Анна",
+        inspector_username=None,
+        finished_at=T0,
+        status=SubmissionStatus.FAILED,
+        sent=sent,
+        total=128,
+        accepted=0,
+        rejected=[],
+    )
+    assert any(words in line for line in summary_lines(failed))
