@@ -317,7 +317,11 @@ async def value_entered(
             old_becomes=texts.done_line(filled) if at_filled else None,
         )
         return
-    draft_id, position = int(data["draft_id"]), int(data["position"])
+    walking = _walk_of(data)
+    if walking is None:
+        await _show_current(bot, message.chat.id, state, session, linked_user, data)
+        return
+    draft_id, position = walking
     # At «Не все поля заполнены» the FSM still points at the slot whose card was shown:
     # the value is for it, as if the inspector had gone back to filling. Past the end
     # (the review) there is no such slot, and guessing one would be worse.
@@ -396,7 +400,11 @@ async def apartment_entered(
 ) -> None:
     assert message.text is not None
     data = await state.get_data()
-    draft_id = int(data["draft_id"])
+    walking = _walk_of(data)
+    if walking is None:
+        await _show_current(bot, message.chat.id, state, session, linked_user, data)
+        return
+    draft_id, current = walking
     position = await walk.apartment_position(session, draft_id, message.text[:50])
     if position is None:
         await new_card(
@@ -404,7 +412,7 @@ async def apartment_entered(
             message.chat.id,
             state,
             texts.apartment_not_found(message.text[:50]),
-            back_to_card_keyboard(draft_id, int(data["position"])),
+            back_to_card_keyboard(draft_id, current),
         )
         return
     slot = await walk.slot_at(session, draft_id, position)
@@ -569,6 +577,14 @@ async def _keep_confirmed(
         await show_slot(bot, chat_id, state, session, user, outcome.slot, edit=True)
 
 
+def _walk_of(data: dict[str, object]) -> tuple[int, int] | None:
+    """The draft and position the chat's walk is at, if its FSM data has them."""
+    draft_id, position = data.get("draft_id"), data.get("position")
+    if isinstance(draft_id, int) and isinstance(position, int):
+        return draft_id, position
+    return None
+
+
 async def _show_current(
     bot: Bot,
     chat_id: int,
@@ -577,10 +593,13 @@ async def _show_current(
     user: TelegramUser,
     data: dict[str, object],
 ) -> None:
-    draft_id, position = data.get("draft_id"), data.get("position")
-    if not isinstance(draft_id, int) or not isinstance(position, int):
+    walking = _walk_of(data)
+    if walking is None:
+        # No walk in the data (lost, or from an old version): the menu, and no walk state.
         await new_card(bot, chat_id, state, texts.MAIN_MENU, main_menu_keyboard())
+        await state.set_state(None)
         return
+    draft_id, position = walking
     slot = await walk.slot_at(session, draft_id, position)
     if slot is None:
         await show_review(bot, chat_id, state, session, draft_id)

@@ -3,6 +3,10 @@ flow goes on, and nothing typed breaks the bot's HTML."""
 
 from __future__ import annotations
 
+from aiogram.fsm.storage.base import StorageKey
+
+import texts
+from handlers.readings import Walk
 from storage.models import SlotStatus
 from tests.conftest import App
 from tests.flows.walking import (
@@ -160,3 +164,20 @@ async def test_an_old_button_answers_it_is_out_of_date_and_shows_the_current_car
     await phone.wait_for("Главное меню")
     assert (await slots(app))[1].status == SlotStatus.EMPTY
     assert "Главное меню" in card_text(phone)
+
+
+async def test_a_value_or_apartment_with_the_walks_data_gone_gets_the_menu(app: App) -> None:
+    # The chat's state says «entering a value» but its data lost the draft (an FSM
+    # row from an old version, a damaged one): the menu, never the generic error.
+    phone = await open_building(app)
+    key = StorageKey(bot_id=app.bot.id, chat_id=1001, user_id=1001)
+    for state in (Walk.entering_value, Walk.entering_apartment):
+        await app.dispatcher.storage.set_state(key, state)
+        await app.dispatcher.storage.set_data(key, {"position": 3})
+        reply = await phone.ask("12345", until=texts.MAIN_MENU)
+        assert texts.MENU_SEND in reply.button_labels
+        await app.tg.wait_quiet()  # the update's FSM change is committed with its done mark
+        assert await app.dispatcher.storage.get_state(key) is None  # the menu, not a walk
+    await app.tg.wait_quiet()
+    assert not any(texts.UNEXPECTED_ERROR in m.text for m in phone.bot_messages())
+    assert all(row.status == SlotStatus.EMPTY for row in await slots(app))

@@ -263,8 +263,11 @@ FIELDS: dict[str, st.SearchStrategy[str]] = {
 }
 
 
-async def _prepare(app: Offline, field_name: str, position: int = 0) -> None:
-    """Put the field's typist where the field is asked (values: at `position`)."""
+async def _prepare(
+    app: Offline, field_name: str, position: int = 0, draft_id: int | None = None
+) -> None:
+    """Put the field's typist where the field is asked (values: at `position` of the
+    building's draft, again after a generated /menu or /cancel ended the walk)."""
     state = app.state(TYPIST[field_name])
     if field_name == "login":
         await state.set_state(Login.entering_login)
@@ -277,6 +280,8 @@ async def _prepare(app: Offline, field_name: str, position: int = 0) -> None:
     }[field_name]
     await state.set_state(wanted)
     await state.update_data(position=position, purpose="s", pending=None)
+    if draft_id is not None:
+        await state.update_data(draft_id=draft_id)
 
 
 async def _keep_if_asked(app: Offline, user_id: int) -> list[TelegramMethod[Any]]:
@@ -304,9 +309,10 @@ class Tally:
 async def _type_all(app: Offline, field_name: str, inputs: list[str]) -> Tally:
     tally = Tally(inputs=len(inputs))
     user_id = TYPIST[field_name]
+    draft_id = (await app.state(user_id).get_data()).get("draft_id")
     for n, text in enumerate(inputs):
         # Values go round the first 100 slots, so many stored values get checked.
-        await _prepare(app, field_name, position=n % 100)
+        await _prepare(app, field_name, position=n % 100, draft_id=draft_id)
         calls = await app.say(user_id, text)
         if field_name == "value":
             calls += await _keep_if_asked(app, user_id)
