@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from services.progress import BuildingProgress, Stage, StatusPage
 from storage.models import SubmissionStatus
 from texts.common import esc
-from texts.walk import skip_reason_label
+from texts.walk import counted, skip_reason_label
 
 if TYPE_CHECKING:
     # services.summary renders through this catalogue: a runtime import would be circular.
@@ -109,7 +109,7 @@ def _apartment_lines(label: str, apartments: Sequence[str]) -> list[str]:
 
 def _of_readings(count: int) -> str:
     """After «из»: «1 показания», «21 показания», «5 показаний»."""
-    return f"{count} показания" if count % 10 == 1 and count % 100 != 11 else f"{count} показаний"
+    return counted(count, "показания", "показаний", "показаний")
 
 
 def summary_lines(summary: SubmissionSummary) -> list[str]:

@@ -86,7 +86,7 @@ def _fmt_date(value: date | None) -> str:
     return value.strftime("%d.%m.%Y") if value else ""
 
 
-def _counted(count: int, one: str, few: str, many: str) -> str:
+def counted(count: int, one: str, few: str, many: str) -> str:
     """The count with its noun agreed: (1, 21) one, (2-4, 22-24) few, the rest many."""
     if count % 10 == 1 and count % 100 != 11:
         word = one
@@ -98,8 +98,8 @@ def _counted(count: int, one: str, few: str, many: str) -> str:
 
 
 def _building(progress: Progress) -> str:
-    apartments = _counted(progress.apartments, "квартира", "квартиры", "квартир")
-    meters = _counted(progress.total, "прибор", "прибора", "приборов")
+    apartments = counted(progress.apartments, "квартира", "квартиры", "квартир")
+    meters = counted(progress.total, "прибор", "прибора", "приборов")
     return f"🏠 <b>{esc(progress.address)}</b>\n{apartments}, {meters}"
 
 
@@ -313,7 +313,7 @@ BILLING_DOWN_NO_DRAFT = (
 
 def readings_count(count: int) -> str:
     """«1 показание», «3 показания», «5 показаний»."""
-    return _counted(count, "показание", "показания", "показаний")
+    return counted(count, "показание", "показания", "показаний")
 
 
 def billing_not_answering(count: int) -> str:

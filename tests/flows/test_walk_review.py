@@ -14,6 +14,7 @@ from storage.models import SlotStatus
 from tests.conftest import App
 from tests.flows.walking import (
     BUILDING_QUERY,
+    fill_last_apartment,
     live_cards,
     log_in,
     open_building,
@@ -43,12 +44,7 @@ async def test_a_value_typed_at_the_review_past_the_end_is_answered_and_the_revi
 ) -> None:
     phone = await open_building(app)
     rows = await slots(app)
-    last = rows[-1]
-    await phone.tap("К квартире №…", until="Напишите номер квартиры")
-    await phone.ask(last.apartment, until=f"Квартира: {last.apartment}")
-    for row in rows:
-        if row.apartment == last.apartment:
-            await phone.ask(plausible(row), until="Прибор" if row != last else "Ждут отправки")
+    last = await fill_last_apartment(phone, rows)
     review = live_cards(phone)
     assert len(review) == 1 and "Ждут отправки" in review[0].text
     reply = await phone.ask("12345", until="не записано")
@@ -165,12 +161,7 @@ async def test_the_review_counts_filled_and_skipped_apart_without_a_contradictin
     await phone.ask(plausible(rows[0]), until="Прибор 2 из")
     await phone.tap("Пропустить", until="Почему пропускаем?")
     await phone.tap("Нет доступа", until="Прибор 3 из")
-    last = rows[-1]
-    await phone.tap("К квартире №…", until="Напишите номер квартиры")
-    await phone.ask(last.apartment, until=f"Квартира: {last.apartment}")
-    for row in rows:
-        if row.apartment == last.apartment:
-            await phone.ask(plausible(row), until="Прибор" if row != last else "Ждут отправки")
+    last = await fill_last_apartment(phone, rows)
     review = live_cards(phone)[0].text
     filled = 1 + sum(r.apartment == last.apartment for r in rows)
     assert f"Заполнено: {filled}\nПропущено: 1\nНе заполнено: {len(rows) - filled - 1}" in review

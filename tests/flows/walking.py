@@ -76,3 +76,16 @@ def live_cards(phone: Phone) -> list[ScreenMessage]:
 def shows(label: str) -> Callable[[ScreenMessage], bool]:
     """A wait condition: a bot message with this button."""
     return lambda message: label in message.button_labels
+
+
+async def fill_last_apartment(phone: Phone, rows: list[DraftSlot]) -> DraftSlot:
+    """Jump to the building's last apartment and fill its slots: the review comes next.
+
+    Returns the last slot."""
+    last = rows[-1]
+    await phone.tap("К квартире №…", until="Напишите номер квартиры")
+    await phone.ask(last.apartment, until=f"Квартира: {last.apartment}")
+    for row in rows:
+        if row.apartment == last.apartment:
+            await phone.ask(plausible(row), until="Прибор" if row != last else "Ждут отправки")
+    return last
