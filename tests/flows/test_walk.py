@@ -341,3 +341,17 @@ async def test_a_value_whose_done_mark_was_lost_is_not_entered_twice_after_a_res
     assert rows[0].value == plausible(first) and rows[0].status == SlotStatus.FILLED
     assert rows[1].value == plausible(second) and rows[1].status == SlotStatus.FILLED
     assert rows[2].status == SlotStatus.EMPTY
+
+
+async def test_the_next_card_does_not_wait_for_the_old_card_to_become_a_line(app: App) -> None:
+    # Each Bot API call is a round trip to Telegram: the new card goes out together
+    # with the old card's edit, so the answer comes one round trip sooner.
+    phone = await open_building(app)
+    first = (await slots(app))[0]
+    app.tg.faults.method("editMessageText").delay = 3.0
+    await phone.send(plausible(first))
+    await phone.wait_for("Прибор 2 из", timeout=2.0)  # the edit is still being answered
+    app.tg.faults.reset()
+    await phone.wait_screen(lambda _screen: len(live_cards(phone)) == 1)
+    assert "Прибор 2 из" in live_cards(phone)[0].text
+    assert any(m.text.startswith("✅ кв. ") and not m.buttons for m in phone.bot_messages())
