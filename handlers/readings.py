@@ -87,7 +87,9 @@ async def show_slot(
     text = texts.card(progress, slot, show_previous=user.show_previous, note=note, resumed=resumed)
     markup = card_keyboard(slot.draft_id, slot.position)
     await state.set_state(Walk.entering_value)
-    await state.update_data(draft_id=slot.draft_id, position=slot.position, pending=None)
+    await state.update_data(
+        draft_id=slot.draft_id, position=slot.position, meter=slot.meter_id, pending=None
+    )
     if edit:
         await edit_card(bot, chat_id, state, text, markup)
     else:
@@ -108,7 +110,7 @@ async def show_review(
     warned = await walk.warned_slots(session, draft_id)
     text = texts.review(progress, warned)
     await state.set_state(Walk.reviewing)
-    await state.update_data(draft_id=draft_id, position=progress.total, pending=None)
+    await state.update_data(draft_id=draft_id, position=progress.total, meter=None, pending=None)
     if edit:
         await edit_card(bot, chat_id, state, text, review_keyboard(draft_id))
     else:
@@ -330,17 +332,22 @@ async def value_entered(
     ):
         await message.answer(texts.VALUE_AT_REVIEW)
         return
-    outcome = await walk.enter_value(
-        session,
-        draft_id=draft_id,
-        position=position,
-        text=message.text,
-        jump_limit=settings.JUMP_LIMIT,
-        user_id=linked_user.id,
-        message_id=message.message_id,
-        now=_now(),
-    )
     chat_id = message.chat.id
+    try:
+        outcome = await walk.enter_value(
+            session,
+            draft_id=draft_id,
+            position=position,
+            meter_id=_meter_of(data),
+            text=message.text,
+            jump_limit=settings.JUMP_LIMIT,
+            user_id=linked_user.id,
+            message_id=message.message_id,
+            now=_now(),
+        )
+    except walk.SlotGone:
+        await _meter_gone(bot, chat_id, state, session, linked_user, draft_id, position)
+        return
     if isinstance(outcome, walk.Saved):
         await show_next(
             bot,
@@ -349,7 +356,7 @@ async def value_entered(
             session,
             linked_user,
             draft_id,
-            position,
+            outcome.slot.position,
             old_becomes=texts.done_line(outcome.slot),
         )
     elif isinstance(outcome, walk.Refused):
@@ -368,10 +375,14 @@ async def value_entered(
             chat_id,
             state,
             texts.value_warning(outcome.warning, outcome.value),
-            confirm_value_keyboard(draft_id, position, outcome.value),
+            confirm_value_keyboard(draft_id, outcome.slot.position, outcome.value),
         )
         await state.set_state(Walk.confirming_value)
-        await state.update_data(pending=outcome.value, pending_message=message.message_id)
+        await state.update_data(
+            position=outcome.slot.position,
+            pending=outcome.value,
+            pending_message=message.message_id,
+        )
     else:
         await show_slot(
             bot, chat_id, state, session, linked_user, outcome.slot, note=texts.SENDING_NOW
@@ -461,14 +472,19 @@ async def slot_action(
             bot, chat_id, state, texts.CHOOSE_SKIP_REASON, skip_reasons_keyboard(draft_id, position)
         )
     elif action == SlotActionKind.REASON:
-        slot = await walk.skip_slot(
-            session,
-            draft_id=draft_id,
-            position=position,
-            reason=reason_of(callback_data.arg),
-            user_id=linked_user.id,
-            now=_now(),
-        )
+        try:
+            slot = await walk.skip_slot(
+                session,
+                draft_id=draft_id,
+                position=position,
+                meter_id=_meter_of(data),
+                reason=reason_of(callback_data.arg),
+                user_id=linked_user.id,
+                now=_now(),
+            )
+        except walk.SlotGone:
+            await _meter_gone(bot, chat_id, state, session, linked_user, draft_id, position)
+            return
         if slot is None:
             current_slot = await walk.slot_at(session, draft_id, position)
             assert current_slot is not None
@@ -490,7 +506,7 @@ async def slot_action(
             session,
             linked_user,
             draft_id,
-            position,
+            slot.position,
             old_becomes=texts.done_line(slot),
         )
     elif action == SlotActionKind.BACK:
@@ -551,17 +567,23 @@ async def _keep_confirmed(
         await show_slot(bot, chat_id, state, session, user, slot, edit=True)
         return
     message_id = data.get("pending_message")
-    outcome = await walk.enter_value(
-        session,
-        draft_id=callback_data.draft_id,
-        position=callback_data.position,
-        text=pending,
-        jump_limit=settings.JUMP_LIMIT,
-        confirmed_value=pending,
-        user_id=user.id,
-        message_id=message_id if isinstance(message_id, int) else None,
-        now=_now(),
-    )
+    draft_id, position = callback_data.draft_id, callback_data.position
+    try:
+        outcome = await walk.enter_value(
+            session,
+            draft_id=draft_id,
+            position=position,
+            meter_id=_meter_of(data),
+            text=pending,
+            jump_limit=settings.JUMP_LIMIT,
+            confirmed_value=pending,
+            user_id=user.id,
+            message_id=message_id if isinstance(message_id, int) else None,
+            now=_now(),
+        )
+    except walk.SlotGone:
+        await _meter_gone(bot, chat_id, state, session, user, draft_id, position)
+        return
     if isinstance(outcome, walk.Saved):
         await show_next(
             bot,
@@ -569,12 +591,36 @@ async def _keep_confirmed(
             state,
             session,
             user,
-            callback_data.draft_id,
-            callback_data.position,
+            draft_id,
+            outcome.slot.position,
             old_becomes=texts.done_line(outcome.slot),
         )
     else:
         await show_slot(bot, chat_id, state, session, user, outcome.slot, edit=True)
+
+
+def _meter_of(data: dict[str, object]) -> str | None:
+    """The meter the card on screen shows (None at the review)."""
+    meter = data.get("meter")
+    return meter if isinstance(meter, str) else None
+
+
+async def _meter_gone(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    draft_id: int,
+    position: int,
+) -> None:
+    """The card's meter left billing's list while the card was on screen."""
+    slot = await walk.next_open(session, draft_id, position - 1)
+    if slot is not None:
+        await show_slot(bot, chat_id, state, session, user, slot, note=texts.METER_GONE)
+        return
+    await bot.send_message(chat_id, texts.METER_GONE)
+    await show_review(bot, chat_id, state, session, draft_id)
 
 
 def _walk_of(data: dict[str, object]) -> tuple[int, int] | None:

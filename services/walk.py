@@ -119,6 +119,10 @@ class NotEditable:
 ValueOutcome = Saved | NeedsConfirmation | Refused | NotEditable
 
 
+class SlotGone(LookupError):
+    """The card's meter has left the draft: billing no longer lists it."""
+
+
 # The walk reads and writes one slot per keystroke: through the tables (plain rows and a
 # plain UPDATE), not ORM objects, whose loading and flushing cost more than the query;
 # and with statements built once here, whose building per call cost as much again.
@@ -127,6 +131,9 @@ DRAFTS: Table = Draft.__table__  # type: ignore[assignment]
 
 _SLOT_AT = select(SLOTS).where(
     SLOTS.c.draft_id == bindparam("draft_id"), SLOTS.c.position == bindparam("position")
+)
+_SLOT_OF_METER = select(SLOTS).where(
+    SLOTS.c.draft_id == bindparam("draft_id"), SLOTS.c.meter_id == bindparam("meter_id")
 )
 _NEXT_OPEN = (
     select(SLOTS)
@@ -447,6 +454,7 @@ async def enter_value(
     *,
     draft_id: int,
     position: int,
+    meter_id: str | None = None,
     text: str,
     jump_limit: int,
     confirmed_value: str | None = None,
@@ -457,9 +465,11 @@ async def enter_value(
     """Validate what was typed for a slot and keep it (committed) if it may be kept.
 
     A value below the previous reading or far above it is kept only when the
-    inspector already confirmed exactly that value (`confirmed_value`).
+    inspector already confirmed exactly that value (`confirmed_value`). With
+    `meter_id` (the card's meter) the value goes to that meter even if the list
+    changed under the card; SlotGone if billing dropped it.
     """
-    row = await _slot_row(session, draft_id, position)
+    row = await _slot_row(session, draft_id, position, meter_id)
     slot = _slot(row)
     if slot.status == SlotStatus.SENDING:
         return NotEditable(slot)
@@ -489,12 +499,16 @@ async def skip_slot(
     *,
     draft_id: int,
     position: int,
+    meter_id: str | None = None,
     reason: SkipReason,
     user_id: int,
     now: datetime,
 ) -> Slot | None:
-    """Mark a slot as skipped with a reason; None if it is being sent right now."""
-    row = await _slot_row(session, draft_id, position)
+    """Mark a slot as skipped with a reason; None if it is being sent right now.
+
+    `meter_id` as for enter_value.
+    """
+    row = await _slot_row(session, draft_id, position, meter_id)
     slot = _slot(row)
     if slot.status == SlotStatus.SENDING:
         return None
@@ -524,11 +538,23 @@ async def slot_by_message(session: AsyncSession, user_id: int, message_id: int) 
     return _slot(row) if row else None
 
 
-async def _slot_row(session: AsyncSession, draft_id: int, position: int) -> Any:
+async def _slot_row(
+    session: AsyncSession, draft_id: int, position: int, meter_id: str | None
+) -> Any:
+    """The slot at `position`; given `meter_id`, that meter's slot wherever it is now.
+
+    A card shows one meter. When billing's list changes while the card is on screen
+    (another inspector re-opens the building), the slots are renumbered, and what is
+    typed on the card is still for the meter it shows.
+    """
     row = (await session.execute(_SLOT_AT, {"draft_id": draft_id, "position": position})).first()
+    if meter_id is not None and (row is None or row.meter_id != meter_id):
+        row = (
+            await session.execute(_SLOT_OF_METER, {"draft_id": draft_id, "meter_id": meter_id})
+        ).first()
     if row is None:
-        msg = f"no slot {position} in draft {draft_id}"
-        raise LookupError(msg)
+        msg = f"no slot {position} ({meter_id}) in draft {draft_id}"
+        raise SlotGone(msg)
     return row
 
 

@@ -182,6 +182,10 @@ def apartment_not_found(query: str) -> str:
 
 STALE_BUTTON = "Эта кнопка устарела — вот актуальная карточка."
 SENDING_NOW = "Это показание сейчас отправляется в энергосбыт — исправить его можно после ответа."
+# Billing dropped the meter while its card was on screen (another inspector re-opened).
+METER_GONE = (
+    "Прибора с этой карточки больше нет в списке дома в энергосбыте — показание не сохранено."
+)
 
 # --- values ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -253,3 +254,55 @@ async def test_the_inspector_fills_the_meter_installed_instead_of_one_with_a_val
     assert values[old_day.meter_id] == plausible(old_day), "the value typed before is kept"
     positions = [row.position for row in await slots(app)]
     assert positions == list(range(len(positions)))
+
+
+def without_meters(billing: Any, meter_ids: set[str]) -> None:
+    """Billing's list for the building loses these meters from now on."""
+    meters_before = billing.meters
+
+    async def fewer(auth: BillingAuth, building_id: str) -> BuildingMeters:
+        listed: BuildingMeters = await meters_before(auth, building_id)
+        return listed.model_copy(
+            update={"meters": [m for m in listed.meters if m.id not in meter_ids]}
+        )
+
+    billing.meters = fewer
+
+
+async def test_a_value_typed_on_a_card_goes_to_its_meter_after_the_list_is_renumbered(
+    app: App,
+) -> None:
+    """Flow: apartment 1's meter leaves billing's list while Иван's card shows another
+    meter; Пётр opens the building, which renumbers the walk under Иван's card."""
+    ivan = await open_building(app)
+    rows = await slots(app)
+    day, night, shown = rows[:3]  # apartment 1: день, ночь; then the next meter
+    await ivan.ask(plausible(day), until="Прибор 2 из")
+    await ivan.ask(plausible(night), until="Прибор 3 из")
+    assert f"Зав. номер: {shown.serial_number}" in card_text(ivan)
+
+    without_meters(app.dispatcher["billing"], {day.meter_id, night.meter_id})
+    await open_building(app, user_id=1002, name="Пётр")
+    moved = {row.meter_id: row.position for row in await slots(app)}
+    assert moved[shown.meter_id] == 0, "the walk was renumbered under Иван's card"
+
+    await ivan.ask(plausible(shown), until="Прибор 2 из")
+    values = {row.meter_id: row.value for row in await slots(app)}
+    assert values[shown.meter_id] == plausible(shown)
+    assert sum(1 for row in await slots(app) if row.entered_by == 1001) == 3
+    assert f"Зав. номер: {rows[3].serial_number}" in card_text(ivan)
+
+
+async def test_a_value_typed_on_the_card_of_a_meter_billing_dropped_is_answered(
+    app: App,
+) -> None:
+    ivan = await open_building(app)
+    rows = await slots(app)
+    first, second = rows[:2]
+    without_meters(app.dispatcher["billing"], {first.meter_id})
+    await open_building(app, user_id=1002, name="Пётр")
+
+    card = await ivan.ask(plausible(first), until="больше нет в списке дома")
+    assert f"Зав. номер: {second.serial_number}" in card.text
+    assert "Прибор 1 из" in card.text
+    assert [row.value for row in await slots(app)] == [None] * (len(rows) - 1)
