@@ -104,7 +104,8 @@ def _building(progress: Progress) -> str:
 
 
 def header(progress: Progress) -> str:
-    return f"{_building(progress)}, заполнено {progress.done}"
+    skipped = f", пропущено {progress.skipped}" if progress.skipped else ""
+    return f"{_building(progress)}, заполнено {progress.filled}{skipped}"
 
 
 def _capacity(slot: Slot) -> str:

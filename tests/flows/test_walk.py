@@ -166,6 +166,8 @@ async def test_skip_asks_a_reason_and_keeps_each_one(app: App) -> None:
     rows = await slots(app)
     assert [r.skip_reason for r in rows[:5]] == list(reasons.values())
     assert all(r.status == SlotStatus.SKIPPED and r.entered_by == 1001 for r in rows[:5])
+    # The header tells the skipped from the filled.
+    assert "приборов, заполнено 0, пропущено 5\n" in card_text(phone)
 
     # «Вернуться» from the reasons leaves the slot as it was.
     await phone.tap("Пропустить", until="Почему пропускаем?")
@@ -177,6 +179,7 @@ async def test_skip_asks_a_reason_and_keeps_each_one(app: App) -> None:
     value = plausible(rows[4])
     await phone.ask(value, until="Прибор 6 из")
     assert (await slots(app))[4].status == SlotStatus.FILLED
+    assert "приборов, заполнено 1, пропущено 4\n" in card_text(phone)
 
 
 async def test_below_previous_and_big_jump_are_kept_only_after_confirmation(app: App) -> None:
