@@ -60,7 +60,11 @@ from observability import add_health_routes, start_metrics_server
 from services import team
 from services.breaker import CircuitBreaker
 from services.buildings import BuildingDirectory
-from services.credentials import CredentialsProvider, rotate_stored_passwords
+from services.credentials import (
+    CredentialsProvider,
+    rotate_stored_passwords,
+    unreadable_passwords,
+)
 from services.digest import DigestConfig, DigestScheduler
 from services.group_posts import GroupPoster
 from services.metrics import MeteredBilling, Metrics
@@ -359,6 +363,22 @@ async def rotate_secrets(settings: Settings, vault: Vault) -> int:
     return 0
 
 
+async def check_secret_key(session_pool: async_sessionmaker[AsyncSession], vault: Vault) -> None:
+    """Say at start, once, when SECRET_KEY does not open stored passwords: a changed or
+    mistyped key would otherwise show only as users asked to log in again."""
+    stored, unreadable = await unreadable_passwords(session_pool, vault)
+    if unreadable:
+        log.error(
+            "%d of %d stored account password(s) match no key of SECRET_KEY (accounts: %s): "
+            "their users are asked to log in again. If SECRET_KEY changed by mistake, stop "
+            "the bot and set the key they were stored with (a new key goes first, the old "
+            "one after it: --rotate-secrets)",
+            len(unreadable),
+            stored,
+            ", ".join(unreadable),
+        )
+
+
 async def run(settings: Settings, vault: Vault) -> None:
     from billing_client import describe_billing, open_billing
 
@@ -366,6 +386,7 @@ async def run(settings: Settings, vault: Vault) -> None:
     try:
         await upgrade_database(engine)
         session_pool = create_session_pool(engine)
+        await check_secret_key(session_pool, vault)
         billing = await open_billing(settings)
         metrics = Metrics()
         health: web.AppRunner | None = None

@@ -58,9 +58,16 @@ async def cmd_start(
     state: FSMContext,
     session: AsyncSession,
     linked_user: TelegramUser | None,
+    credentials: CredentialsProvider,
 ) -> None:
     await state.clear()
-    if linked_user is None or linked_user.account_id is None:
+    # A linked user logs in again when the company's stored password can't be used
+    # (erased, or stored with a key SECRET_KEY no longer has): what the bot asks for.
+    if (
+        linked_user is None
+        or linked_user.account_id is None
+        or not await credentials.usable(session, linked_user.account_id)
+    ):
         await state.set_state(Login.entering_login)
         await message.answer(texts.LOGIN_GREETING)
         return

@@ -404,7 +404,10 @@ async def link_account(
     await session.commit()
     # Cached only after the commit, so the process never holds a session the
     # database does not know about.
-    credentials.remember(account.id, login, password, result.token)
+    assert account.password_encrypted is not None
+    credentials.remember(
+        account.id, login, password, result.token, stored=account.password_encrypted
+    )
     role = user.role or Role.INSPECTOR
     log.info("User %s linked to account %s as %s", telegram_user_id, account.id, role.value)
     return Linked(account_id=account.id, account_name=account.name, role=role)

@@ -180,3 +180,39 @@ async def test_a_key_file_whose_write_failed_does_not_stop_later_starts(
         assert (await bot.stop()).returncode == 0
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert load_or_create_secret_key(None, settings.DATA_DIR) == key_file.read_text().strip()
+
+
+# --- a SECRET_KEY that does not open the stored passwords -------------------------------
+
+
+async def test_a_changed_secret_key_is_named_at_start_and_users_are_asked_to_log_in(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path
+) -> None:
+    old_settings = make_settings(tmp_path, fake_telegram.api_url, bot_token, SECRET_KEY=OLD)
+    phone = fake_telegram.user(user_id=1001, first_name="Анна")
+    async with running_app(fake_telegram, old_settings):
+        await phone.send_command("/start")
+        await phone.wait_for("логин", timeout=WAIT)
+        await phone.ask("demo", until="пароль", timeout=WAIT)
+        await phone.ask("demo", until="Вы вошли", timeout=WAIT)
+    (account_id,) = await stored_passwords(old_settings)
+
+    # The operator starts the bot with another key (OLD dropped, or mistyped).
+    since = fake_telegram.now()
+    async with BotProcess(process_env(old_settings, SECRET_KEY=NEW)) as bot:
+        fake_telegram.watch(bot)
+        await fake_telegram.wait_for_call("getUpdates", since=since, timeout=SLOW)
+        assert "1 of 1 stored account password(s) match no key of SECRET_KEY" in bot.log
+        assert f"(accounts: {account_id})" in bot.log
+        assert OLD not in bot.log and NEW not in bot.log
+        # A clear answer, not «что-то пошло не так»; a new login stores the password
+        # with the key in use, and the buildings open again.
+        menu = "Передача показаний по дому"
+        await phone.tap(menu, until="администратор должен войти заново", timeout=WAIT)
+        await phone.send_command("/start")
+        await phone.wait_for("логин", timeout=WAIT)
+        await phone.ask("demo", until="пароль", timeout=WAIT)
+        await phone.ask("demo", until="Вы вошли", timeout=WAIT)
+        await phone.tap(menu, until="Выберите", timeout=WAIT)
+        assert "Traceback" not in bot.log
+        assert (await bot.stop()).returncode == 0

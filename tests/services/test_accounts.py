@@ -256,6 +256,54 @@ async def test_stored_password_decrypts_after_a_restart(
     assert auth.password.get_secret_value() == PASSWORD
 
 
+async def test_an_instance_follows_a_login_and_a_logout_made_on_another(
+    pool: async_sessionmaker[AsyncSession], billing: FakeBilling
+) -> None:
+    """Two instances of the bot on one database (PostgreSQL, Redis): each has its cache."""
+    here = CredentialsProvider(Vault(["test-secret-key"]))
+    elsewhere = CredentialsProvider(Vault(["test-secret-key"]))
+    async with pool() as session:
+        await try_login(session, billing, here)
+        assert (await here.auth_for(session, "acc-17")).password.get_secret_value() == PASSWORD
+
+    # The company changed its password in billing; its admin logged in again elsewhere.
+    async with pool() as session:
+        account = await session.get(Account, "acc-17")
+        assert account is not None
+        account.password_encrypted = elsewhere.encrypt(SecretStr("new-Pa55word"))
+        await session.commit()
+    async with pool() as session:
+        auth = await here.auth_for(session, "acc-17")
+    assert auth.password.get_secret_value() == "new-Pa55word"
+
+    # The last user's /logout elsewhere erased it.
+    async with pool() as session:
+        account = await session.get(Account, "acc-17")
+        assert account is not None
+        account.password_encrypted = None
+        await session.commit()
+    async with pool() as session:
+        with pytest.raises(AccountNotLinked):
+            await here.auth_for(session, "acc-17")
+
+
+async def test_a_password_stored_with_another_key_asks_for_a_new_login(
+    pool: async_sessionmaker[AsyncSession], billing: FakeBilling
+) -> None:
+    async with pool() as session:
+        await try_login(session, billing, CredentialsProvider(Vault(["test-secret-key"])))
+    other_key = CredentialsProvider(Vault(["not-the-key-it-was-stored-with"]))
+    async with pool() as session:
+        with pytest.raises(AccountNotLinked):
+            await other_key.auth_for(session, "acc-17")
+        # A new login stores it with the key in use, and billing calls work again.
+        await try_login(session, billing, other_key)
+        auth = await CredentialsProvider(Vault(["not-the-key-it-was-stored-with"])).auth_for(
+            session, "acc-17"
+        )
+    assert auth.password.get_secret_value() == PASSWORD
+
+
 async def test_wrong_password_links_nothing_and_counts_down(
     session: AsyncSession, billing: FakeBilling, credentials: CredentialsProvider
 ) -> None:
