@@ -16,7 +16,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from billing_client.base import BillingAuth
-from billing_client.errors import TokenExpired
+from billing_client.errors import InvalidCredentials, TokenExpired
 from billing_client.models import (
     BuildingList,
     BuildingMeters,
@@ -98,7 +98,13 @@ class TokenAuthBilling(ABC):
         )
 
     async def _refresh(self, auth: BillingAuth) -> SecretStr:
-        result = await self.login(auth.login, auth.password)
+        if auth.refused:
+            raise InvalidCredentials("the stored password was refused before")
+        try:
+            result = await self.login(auth.login, auth.password)
+        except InvalidCredentials:
+            auth.refused = True
+            raise
         auth.token = SecretStr(result.token)
         return auth.token
 

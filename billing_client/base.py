@@ -23,11 +23,14 @@ class BillingAuth:
 
     The client fills `token` on first use and replaces it transparently when
     billing answers 401 token_expired. `repr` never shows the secrets.
+    `refused`: billing answered invalid_credentials to this password; it is not
+    tried again (billing locks an account after a few wrong passwords).
     """
 
     login: str
     password: SecretStr
     token: SecretStr | None = field(default=None, repr=False)
+    refused: bool = False
 
 
 class Billing(Protocol):

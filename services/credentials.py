@@ -54,7 +54,8 @@ class CredentialsProvider:
 
     async def auth_for(self, session: AsyncSession, account_id: str) -> BillingAuth:
         """The account's BillingAuth; raises AccountNotLinked without usable stored
-        credentials (none stored, or stored with a key SECRET_KEY no longer has)."""
+        credentials (none stored, stored with a key SECRET_KEY no longer has, or
+        refused by billing since the process read them)."""
         row = (await session.execute(_STORED, {"account_id": account_id})).first()
         stored: str | None = row.password_encrypted if row is not None else None
         if row is None or not stored:
@@ -62,6 +63,9 @@ class CredentialsProvider:
             raise AccountNotLinked(account_id)
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] == stored:
+            if cached[1].refused:
+                # Billing refused this password: only a new login helps.
+                raise AccountNotLinked(account_id)
             return cached[1]
         try:
             password = SecretStr(self._vault.decrypt(stored))

@@ -4,10 +4,12 @@ error, and the menu tries again."""
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 import texts
-from billing_client.errors import BillingUnavailable
+from billing_client.errors import BillingUnavailable, InvalidCredentials
+from billing_client.models import LoginResult
 from services.buildings import BuildingDirectory
 from services.credentials import CredentialsProvider
 from storage.models import Account
@@ -88,5 +90,37 @@ async def test_a_building_chosen_after_the_companys_password_was_erased_says_wha
     credentials.forget(account.id)
     reaction = await phone.tap(found.buttons[0][0], until=texts.ACCOUNT_NOT_CONNECTED)
     assert reaction.message is not None and texts.MENU_SEND in reaction.message.button_labels
+    await app.tg.wait_quiet()
+    assert no_generic_error(phone)
+
+
+async def test_a_password_changed_in_billing_is_tried_once_and_the_admin_logs_in_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The company changed its password in billing: the stored one is refused. Trying it
+    on every tap would lock the company's billing account after a few tries."""
+    phone = phone_of(app)
+    await log_in(phone)
+    tries: list[str] = []
+
+    async def refused(login: str, password: SecretStr) -> LoginResult:
+        tries.append(login)
+        raise InvalidCredentials("invalid_credentials")
+
+    with monkeypatch.context() as changed:
+        changed.setattr(app.billing, "login", refused)
+        await app.billing.expire_tokens("demo")  # the bot must log in again
+        await phone.tap(texts.MENU_SEND, until=texts.ACCOUNT_NOT_CONNECTED)
+        for _ in range(2):  # the same answer on the same message: nothing to change
+            await phone.tap(texts.MENU_SEND)
+            await app.tg.wait_quiet()
+        assert len(tries) == 1, "a refused password is not tried again"
+        assert no_generic_error(phone)
+        # «войти заново (/start)»: /start asks for the login, as the answer says.
+        await phone.send_command("/start")
+        await phone.wait_for("Введите логин")
+    await phone.ask("demo", until="пароль")
+    await phone.ask("demo", until="Вы вошли")
+    await phone.tap(texts.MENU_SEND, until="Выберите дом")
     await app.tg.wait_quiet()
     assert no_generic_error(phone)
