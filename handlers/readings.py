@@ -394,6 +394,11 @@ async def value_invalid(message: Message) -> None:
     await message.answer(texts.EXPECTING_NUMBER)
 
 
+async def review_not_text(message: Message) -> None:
+    """A sticker, photo or the like while the review (or its question) is on screen."""
+    await message.answer(texts.REVIEW_EXPECTS_BUTTON)
+
+
 async def apartment_invalid(message: Message) -> None:
     await message.answer(texts.EXPECTING_APARTMENT)
 
@@ -847,6 +852,7 @@ def create_router() -> Router:
     router.message.register(forwarded_refused, Magic(F.forward_origin), text)
     router.message.register(value_entered, typing_a_value, text, not_command)
     router.message.register(value_invalid, typing, not_text)
+    router.message.register(review_not_text, StateFilter(Walk.reviewing), not_text)
     router.message.register(apartment_entered, entering_apartment, text, not_command)
     router.message.register(apartment_invalid, entering_apartment, not_text)
     router.edited_message.register(value_edited, text)

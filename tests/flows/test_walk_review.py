@@ -185,3 +185,19 @@ def test_the_header_agrees_its_counts_with_their_nouns(
     """It used to say «131 квартир, 151 приборов»."""
     progress = Progress(1, "b", "Адрес", "2026-11", apartments, meters, 0, 0, meters, 0, 0, 0)
     assert texts.header(progress).endswith("\n" + shown)
+
+
+async def test_a_sticker_or_photo_at_the_review_is_answered_and_the_review_stays(
+    app: App,
+) -> None:
+    """It fell through to the menu fallback, which deleted the review card."""
+    phone = await open_building(app)
+    await fill_last_apartment(phone, await slots(app))
+    await phone.send_sticker()
+    await phone.wait_for(texts.REVIEW_EXPECTS_BUTTON)
+    await phone.send_photo()
+    await phone.wait_for(texts.REVIEW_EXPECTS_BUTTON)
+    await app.tg.wait_quiet()
+    (review,) = live_cards(phone)
+    assert "Отправить" in review.button_labels
+    await phone.tap("Отправить", until=texts.NOT_ALL_FILLED)
