@@ -8,6 +8,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 import texts
+from billing_client.embedded.backend import EmbeddedBilling
 from billing_client.errors import BillingUnavailable, InvalidCredentials
 from billing_client.models import LoginResult
 from services.buildings import BuildingDirectory
@@ -107,9 +108,11 @@ async def test_a_password_changed_in_billing_is_tried_once_and_the_admin_logs_in
         tries.append(login)
         raise InvalidCredentials("invalid_credentials")
 
+    billing = app.billing
+    assert isinstance(billing, EmbeddedBilling)
     with monkeypatch.context() as changed:
-        changed.setattr(app.billing, "login", refused)
-        await app.billing.expire_tokens("demo")  # the bot must log in again
+        changed.setattr(billing, "login", refused)
+        await billing.expire_tokens("demo")  # the bot must log in again
         await phone.tap(texts.MENU_SEND, until=texts.ACCOUNT_NOT_CONNECTED)
         for _ in range(2):  # the same answer on the same message: nothing to change
             await phone.tap(texts.MENU_SEND)
