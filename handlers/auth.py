@@ -62,7 +62,8 @@ async def cmd_start(
 ) -> None:
     await state.clear()
     # A linked user logs in again when the company's stored password can't be used
-    # (erased, or stored with a key SECRET_KEY no longer has): what the bot asks for.
+    # (erased, stored with a key SECRET_KEY no longer has, or refused by billing): what
+    # the bot's answer asks for.
     if (
         linked_user is None
         or linked_user.account_id is None

@@ -160,6 +160,7 @@ async def building_chosen(
     if await _walking_elsewhere(callback, bot, state, session, callback_data.building_id):
         return
     chat_id = await take_card(callback, state)
+    buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
     try:
         auth = await credentials.auth_for(session, linked_user.account_id)
         if outbox.billing_down:
@@ -176,12 +177,10 @@ async def building_chosen(
         )
         return
     except NotFound:
-        buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
         await buildings.building_gone(chat_id, Purpose.SEND)
         return
     except (AccountNotLinked, BillingError) as exc:
         # The company's password is gone or refused: the list says why, with the menu.
-        buildings = BuildingList(bot, state, session, linked_user, directory, credentials)
         await buildings.unavailable(chat_id, exc, edit=True)
         return
     progress = await walk.open_building(
@@ -454,7 +453,7 @@ async def slot_action(
     data = await state.get_data()
     current = (data.get("draft_id"), data.get("position"))
     walk_state = await state.get_state()
-    on_card = callback.message.message_id == data.get("card_id")
+    on_card = callback.message.message_id == data.get(CARD_KEY)
     if on_card and walk_state == Walk.reviewing.state:
         # A second tap of a button the question (or the review) has just replaced on
         # this very message: the screen already answers it.

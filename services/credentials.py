@@ -20,6 +20,9 @@ class AccountNotLinked(Exception):
     """The account has no stored credentials (e.g. after /logout of its last user)."""
 
 
+# The accounts that have a password stored (start-up check, key rotation).
+_HAS_PASSWORD = (Account.password_encrypted.is_not(None), Account.password_encrypted != "")
+
 # Read at each billing call: the stored password is the account's truth for every
 # instance of the bot (a login or /logout may have happened on another one).
 _STORED = select(Account.login, Account.password_encrypted).where(
@@ -103,7 +106,7 @@ async def unreadable_passwords(
         rows = (
             await session.execute(
                 select(Account.id, Account.password_encrypted)
-                .where(Account.password_encrypted.is_not(None), Account.password_encrypted != "")
+                .where(*_HAS_PASSWORD)
                 .order_by(Account.id)
             )
         ).all()
@@ -136,10 +139,7 @@ async def rotate_stored_passwords(
     async with session_pool() as session:
         # Locked (PostgreSQL): a login meanwhile waits, rather than being overwritten.
         accounts = await session.scalars(
-            select(Account)
-            .where(Account.password_encrypted.is_not(None), Account.password_encrypted != "")
-            .order_by(Account.id)
-            .with_for_update()
+            select(Account).where(*_HAS_PASSWORD).order_by(Account.id).with_for_update()
         )
         for account in accounts:
             assert account.password_encrypted is not None

@@ -345,21 +345,6 @@ async def _move_slots(
         row.position = positions[row.meter_id]
 
 
-async def find_draft(
-    session: AsyncSession, account_id: str, building_id: str, period: str
-) -> int | None:
-    """The id of an existing draft, if the building was opened this period."""
-    return (
-        await session.execute(
-            select(Draft.id).where(
-                Draft.account_id == account_id,
-                Draft.building_id == building_id,
-                Draft.period == period,
-            )
-        )
-    ).scalar_one_or_none()
-
-
 async def latest_draft(session: AsyncSession, account_id: str, building_id: str) -> int | None:
     """The building's most recent draft (to go on entering while billing is down)."""
     return (

@@ -44,7 +44,8 @@ USE_MENU = "Выберите действие в меню."
 NOT_LINKED = "Сначала войдите в учётную запись: /start"
 NOT_LINKED_SHORT = "Сначала войдите: /start"
 BILLING_NOT_ANSWERING = "Личный кабинет энергосбыта сейчас не отвечает. Попробуйте чуть позже."
-# No stored password (the last user's /logout) or billing refuses it: only a new login helps.
+# No usable stored password (erased by the last user's /logout, stored with a key SECRET_KEY
+# no longer has, or refused by billing): only a new login helps.
 ACCOUNT_NOT_CONNECTED = (
     "Бот не может войти в личный кабинет компании: администратор должен войти заново (/start)."
 )

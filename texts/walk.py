@@ -278,8 +278,7 @@ FORWARDED_NOT_ACCEPTED = "Пересланные сообщения не при�
 
 
 def review(progress: Progress, warned: Sequence[Slot]) -> str:
-    # The counts below split «заполнено» from «пропущено»: the header's one number
-    # (both together) would contradict them on the same card.
+    # The building without the header's counts: the lines below give them in full.
     done = progress.empty + progress.rejected == 0
     lines = [
         _building(progress),

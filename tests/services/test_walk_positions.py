@@ -7,7 +7,7 @@ typed value was checked against, and written into, the old one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -218,6 +218,18 @@ async def test_the_migration_renumbers_positions_shared_before_it(engine: AsyncE
         ]
 
 
+def relist(billing: Any, *, drop: set[str], add: Sequence[Meter] = ()) -> None:
+    """From now on billing lists the building without the `drop` meters, with `add`."""
+    meters_before = billing.meters
+
+    async def changed(auth: BillingAuth, building_id: str) -> BuildingMeters:
+        listed: BuildingMeters = await meters_before(auth, building_id)
+        kept = [m for m in listed.meters if m.id not in drop]
+        return listed.model_copy(update={"meters": [*kept, *add]})
+
+    billing.meters = changed
+
+
 async def test_the_inspector_fills_the_meter_installed_instead_of_one_with_a_value(
     app: App,
 ) -> None:
@@ -226,21 +238,14 @@ async def test_the_inspector_fills_the_meter_installed_instead_of_one_with_a_val
     old_day, old_night = (await slots(app))[:2]  # apartment 1's meter: день, ночь
     await phone.ask(plausible(old_day), until="Прибор 2 из")
 
-    billing = app.dispatcher["billing"]
-    meters_before = billing.meters
-
-    async def replaced(auth: BillingAuth, building_id: str) -> BuildingMeters:
-        listed: BuildingMeters = await meters_before(auth, building_id)
-        old = {old_day.meter_id, old_night.meter_id}
-        new = [
+    relist(
+        app.dispatcher["billing"],
+        drop={old_day.meter_id, old_night.meter_id},
+        add=[
             Meter(id=f"new-{zone}", apartment="1", serial_number="0000001", digits=5, tariff=zone)
             for zone in ("день", "ночь")
-        ]
-        return listed.model_copy(
-            update={"meters": [m for m in listed.meters if m.id not in old] + new}
-        )
-
-    billing.meters = replaced
+        ],
+    )
     await phone.tap("В меню", until="Главное меню")
     await choose_building(phone)
     await phone.wait_for("Зав. номер: 0000001")
@@ -256,19 +261,6 @@ async def test_the_inspector_fills_the_meter_installed_instead_of_one_with_a_val
     assert positions == list(range(len(positions)))
 
 
-def without_meters(billing: Any, meter_ids: set[str]) -> None:
-    """Billing's list for the building loses these meters from now on."""
-    meters_before = billing.meters
-
-    async def fewer(auth: BillingAuth, building_id: str) -> BuildingMeters:
-        listed: BuildingMeters = await meters_before(auth, building_id)
-        return listed.model_copy(
-            update={"meters": [m for m in listed.meters if m.id not in meter_ids]}
-        )
-
-    billing.meters = fewer
-
-
 async def test_a_value_typed_on_a_card_goes_to_its_meter_after_the_list_is_renumbered(
     app: App,
 ) -> None:
@@ -281,7 +273,7 @@ async def test_a_value_typed_on_a_card_goes_to_its_meter_after_the_list_is_renum
     await ivan.ask(plausible(night), until="Прибор 3 из")
     assert f"Зав. номер: {shown.serial_number}" in card_text(ivan)
 
-    without_meters(app.dispatcher["billing"], {day.meter_id, night.meter_id})
+    relist(app.dispatcher["billing"], drop={day.meter_id, night.meter_id})
     await open_building(app, user_id=1002, name="Пётр")
     moved = {row.meter_id: row.position for row in await slots(app)}
     assert moved[shown.meter_id] == 0, "the walk was renumbered under Иван's card"
@@ -299,7 +291,7 @@ async def test_a_value_typed_on_the_card_of_a_meter_billing_dropped_is_answered(
     ivan = await open_building(app)
     rows = await slots(app)
     first, second = rows[:2]
-    without_meters(app.dispatcher["billing"], {first.meter_id})
+    relist(app.dispatcher["billing"], drop={first.meter_id})
     await open_building(app, user_id=1002, name="Пётр")
 
     card = await ivan.ask(plausible(first), until="больше нет в списке дома")
