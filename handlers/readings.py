@@ -490,17 +490,16 @@ async def slot_action(
             await _meter_gone(bot, chat_id, state, session, linked_user, draft_id, position)
             return
         if slot is None:
-            current_slot = await walk.slot_at(session, draft_id, position)
-            assert current_slot is not None
-            await show_slot(
+            await _show_card(
                 bot,
                 chat_id,
                 state,
                 session,
                 linked_user,
-                current_slot,
+                data,
+                draft_id,
+                position,
                 note=texts.SENDING_NOW,
-                edit=True,
             )
             return
         await show_next(
@@ -514,18 +513,16 @@ async def slot_action(
             old_becomes=texts.done_line(slot),
         )
     elif action == SlotActionKind.BACK:
-        target = await walk.slot_at(session, draft_id, max(position - 1, 0))
-        assert target is not None
-        await show_slot(bot, chat_id, state, session, linked_user, target, edit=True)
+        await _show_card(
+            bot, chat_id, state, session, linked_user, data, draft_id, position, back=True
+        )
     elif action == SlotActionKind.JUMP:
         await state.set_state(Walk.entering_apartment)
         await edit_card(
             bot, chat_id, state, texts.ASK_APARTMENT, back_to_card_keyboard(draft_id, position)
         )
     elif action in (SlotActionKind.CARD, SlotActionKind.RETYPE):
-        slot = await walk.slot_at(session, draft_id, position)
-        assert slot is not None
-        await show_slot(bot, chat_id, state, session, linked_user, slot, edit=True)
+        await _show_card(bot, chat_id, state, session, linked_user, data, draft_id, position)
     elif action == SlotActionKind.KEEP:
         await _keep_confirmed(
             bot, chat_id, state, session, linked_user, settings, data, callback_data
@@ -565,13 +562,11 @@ async def _keep_confirmed(
     callback_data: SlotAction,
 ) -> None:
     pending = data.get("pending")
+    draft_id, position = callback_data.draft_id, callback_data.position
     if not isinstance(pending, str) or pending != callback_data.arg:
-        slot = await walk.slot_at(session, callback_data.draft_id, callback_data.position)
-        assert slot is not None
-        await show_slot(bot, chat_id, state, session, user, slot, edit=True)
+        await _show_card(bot, chat_id, state, session, user, data, draft_id, position)
         return
     message_id = data.get("pending_message")
-    draft_id, position = callback_data.draft_id, callback_data.position
     try:
         outcome = await walk.enter_value(
             session,
@@ -627,6 +622,31 @@ async def _meter_gone(
     await show_review(bot, chat_id, state, session, draft_id)
 
 
+async def _show_card(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    data: dict[str, object],
+    draft_id: int,
+    position: int,
+    *,
+    back: bool = False,
+    note: str | None = None,
+) -> None:
+    """The card on screen again (`back`: the one before it), found by its meter: the
+    walk may have been renumbered under it (see walk.card_slot)."""
+    try:
+        slot = await walk.card_slot(session, draft_id, position, _meter_of(data))
+    except walk.SlotGone:
+        await _meter_gone(bot, chat_id, state, session, user, draft_id, position)
+        return
+    if back and slot.position > 0:
+        slot = await walk.slot_at(session, draft_id, slot.position - 1) or slot
+    await show_slot(bot, chat_id, state, session, user, slot, note=note, edit=True)
+
+
 def _walk_of(data: dict[str, object]) -> tuple[int, int] | None:
     """The draft and position the chat's walk is at, if its FSM data has them."""
     draft_id, position = data.get("draft_id"), data.get("position")
@@ -650,9 +670,14 @@ async def _show_current(
         await state.set_state(None)
         return
     draft_id, position = walking
-    slot = await walk.slot_at(session, draft_id, position)
-    if slot is None:
-        await show_review(bot, chat_id, state, session, draft_id)
+    meter = _meter_of(data)
+    try:
+        slot = await walk.card_slot(session, draft_id, position, meter)
+    except walk.SlotGone:
+        if meter is None:  # past the last slot: the review
+            await show_review(bot, chat_id, state, session, draft_id)
+        else:
+            await _meter_gone(bot, chat_id, state, session, user, draft_id, position)
         return
     if await state.get_state() == Walk.reviewing.state:
         # The question was asked on this slot's card: it is still the question.

@@ -399,6 +399,15 @@ async def slot_at(session: AsyncSession, draft_id: int, position: int) -> Slot |
     return _slot(row) if row else None
 
 
+async def card_slot(
+    session: AsyncSession, draft_id: int, position: int, meter_id: str | None
+) -> Slot:
+    """The slot of the card on screen: `meter_id`'s, wherever the walk has moved it
+    since (SlotGone once billing dropped it); without a meter, the slot at `position`
+    (SlotGone past the end)."""
+    return _slot(await _slot_row(session, draft_id, position, meter_id))
+
+
 async def next_open(session: AsyncSession, draft_id: int, after: int = -1) -> Slot | None:
     """The first slot after `after` that still needs a value (empty or rejected)."""
     row = (await session.execute(_NEXT_OPEN, {"draft_id": draft_id, "after": after})).first()

@@ -298,3 +298,28 @@ async def test_a_value_typed_on_the_card_of_a_meter_billing_dropped_is_answered(
     assert f"Зав. номер: {second.serial_number}" in card.text
     assert "Прибор 1 из" in card.text
     assert [row.value for row in await slots(app)] == [None] * (len(rows) - 1)
+
+
+async def test_the_card_buttons_find_the_cards_meter_after_the_list_is_renumbered(
+    app: App,
+) -> None:
+    """Flow: apartment 1's night slot leaves billing's list while Иван's card shows the
+    meter after it; Пётр opens the building. «Назад» goes to the slot before Иван's
+    meter, and «Вернуться» from «К квартире №…» back to his meter, not by the old
+    position."""
+    ivan = await open_building(app)
+    rows = await slots(app)
+    day, night, shown = rows[:3]
+    await ivan.ask(plausible(day), until="Прибор 2 из")
+    await ivan.ask(plausible(night), until="Прибор 3 из")
+
+    relist(app.dispatcher["billing"], drop={night.meter_id})
+    await open_building(app, user_id=1002, name="Пётр")
+    assert {row.meter_id: row.position for row in await slots(app)}[shown.meter_id] == 1
+
+    await ivan.tap("К квартире №…", until="Напишите номер квартиры")
+    await ivan.tap("Вернуться", until=f"Зав. номер: {shown.serial_number}")
+    assert "Прибор 2 из" in card_text(ivan)
+
+    await ivan.tap("Назад", until="Прибор 1 из")
+    assert f"Зав. номер: {day.serial_number}" in card_text(ivan)
