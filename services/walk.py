@@ -243,6 +243,10 @@ async def open_building(
         )
         draft = await _draft(session, account_id, building.id, meters.period)
         assert draft is not None
+    # Openings of one draft take turns: this write waits for another opening's commit
+    # (the row's lock on PostgreSQL, the write lock on SQLite), so the slots read below
+    # include what it added. Two at once would both add a meter new in billing's list.
+    await session.execute(update(DRAFTS).where(DRAFTS.c.id == draft.id).values(refreshed_at=now))
     rows = (
         (await session.execute(select(DraftSlot).where(DraftSlot.draft_id == draft.id)))
         .scalars()

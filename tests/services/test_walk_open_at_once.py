@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from billing_client.models import BuildingMeters
 from services import walk
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
@@ -25,17 +26,24 @@ async def engine(databases: Databases) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def test_two_inspectors_opening_a_new_building_at_once_share_one_draft(
-    engine: AsyncEngine,
-) -> None:
+@pytest.fixture
+async def pool(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     await upgrade_database(engine)
     pool = create_session_pool(engine)
     async with pool() as session:
         session.add(Account(id="acc", name="УК", login="demo"))
         await session.commit()
+    return pool
+
+
+def opening_at_once(
+    pool: async_sessionmaker[AsyncSession], meters: BuildingMeters
+) -> Callable[[], Awaitable[walk.Progress]]:
+    """walk.open_building for one of two inspectors who both look for the draft before
+    either of them writes."""
     both_looked = asyncio.Barrier(2)
 
-    async def open_building(pool: async_sessionmaker[AsyncSession]) -> walk.Progress:
+    async def open_building() -> walk.Progress:
         async with pool() as session:
             execute = session.execute
 
@@ -49,14 +57,40 @@ async def test_two_inspectors_opening_a_new_building_at_once_share_one_draft(
 
             session.execute = look_then_wait  # type: ignore[method-assign]
             return await walk.open_building(
-                session, account_id="acc", building=BUILDING, meters=listing(M1, M2, M3), now=NOW
+                session, account_id="acc", building=BUILDING, meters=meters, now=NOW
             )
 
+    return open_building
+
+
+async def test_two_inspectors_opening_a_new_building_at_once_share_one_draft(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    open_building = opening_at_once(pool, listing(M1, M2, M3))
     async with asyncio.timeout(30):
-        first, second = await asyncio.gather(open_building(pool), open_building(pool))
+        first, second = await asyncio.gather(open_building(), open_building())
 
     assert first.draft_id == second.draft_id
     assert (first.total, second.total) == (3, 3)
     async with pool() as session:
         assert await session.scalar(select(func.count()).select_from(Draft)) == 1
         assert await session.scalar(select(func.count()).select_from(DraftSlot)) == 3
+
+
+async def test_two_inspectors_reopening_a_building_whose_list_grew_at_once_both_open_it(
+    pool: async_sessionmaker[AsyncSession],
+) -> None:
+    """Billing lists a new meter; both inspectors' openings would add its slot."""
+    async with pool() as session:
+        await walk.open_building(
+            session, account_id="acc", building=BUILDING, meters=listing(M1, M2), now=NOW
+        )
+    open_building = opening_at_once(pool, listing(M1, M2, M3))
+    async with asyncio.timeout(30):
+        first, second = await asyncio.gather(open_building(), open_building())
+
+    assert first.draft_id == second.draft_id
+    assert (first.total, second.total) == (3, 3)
+    async with pool() as session:
+        rows = await session.execute(select(DraftSlot.position, DraftSlot.meter_id))
+        assert sorted(rows.all()) == [(0, "m-1"), (1, "m-2"), (2, "m-3")]
