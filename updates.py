@@ -279,9 +279,12 @@ class UpdateRunner:
         message = _private_message(update)
         if message is not None and await self._holds_secret(message, linked):
             kind = "message" if update.message is not None else "edited_message"
+            redacted: dict[str, object] = {"update_id": update.update_id, "redacted": kind}
+            if _command_of(message.text) == "start":
+                redacted["invite"] = True  # lost in a crash: the link must be opened again
             return Incoming(
                 update.update_id,
-                json.dumps({"update_id": update.update_id, "redacted": kind}),
+                json.dumps(redacted),
                 redacted=True,
                 chat_id=message.chat.id,
                 message_id=message.message_id,
@@ -354,6 +357,7 @@ class UpdateRunner:
             state,
             state_at_start=row.state_at_start,
             started=row.started,
+            invite=json.loads(row.payload).get("invite") is True,
         )
 
     def _chain(self, key: int, update_id: int, handle: Any, *, secret: bool = False) -> None:

@@ -216,11 +216,13 @@ async def message_lost(
     *,
     state_at_start: str | None,
     started: bool,
+    invite: bool = False,
 ) -> None:
     """A redacted message was not finished before the bot died: delete it, ask again.
 
     If its handling had begun and the user's state has moved on since, it was
-    handled (only the done mark was lost): then it is only deleted.
+    handled (only the done mark was lost): then it is only deleted. `invite`: it was
+    an invite link's /start, which only opening the link again can repeat.
     """
     try:
         await bot.delete_message(chat_id, message_id)
@@ -231,7 +233,9 @@ async def message_lost(
     current = await state.get_state()
     if started and current != state_at_start:
         return
-    if current == Login.entering_password.state:
+    if invite:
+        await bot.send_message(chat_id, texts.INVITE_LOST_IN_RESTART)
+    elif current == Login.entering_password.state:
         await bot.send_message(chat_id, texts.PASSWORD_LOST_IN_RESTART)
     elif current == Login.entering_login.state:
         await bot.send_message(chat_id, texts.LOGIN_LOST_IN_RESTART)

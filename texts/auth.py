@@ -5,6 +5,7 @@ from texts.common import MAIN_MENU
 __all__ = [
     "ASK_LOGIN_AGAIN",
     "ASK_PASSWORD",
+    "INVITE_LOST_IN_RESTART",
     "LOGGED_IN",
     "LOGGED_OUT",
     "LOGIN_BILLING_UNAVAILABLE",
@@ -78,6 +79,9 @@ PASSWORD_LOST_IN_RESTART = (
 )
 LOGIN_LOST_IN_RESTART = (
     "Бот перезапускался, и ваше сообщение не успело обработаться. Введите <b>логин</b> ещё раз:"
+)
+INVITE_LOST_IN_RESTART = (
+    "Бот перезапускался, и приглашение не успело обработаться. Откройте ссылку-приглашение ещё раз."
 )
 MESSAGE_LOST_IN_RESTART = (
     "Бот перезапускался, и ваше сообщение не успело обработаться. Отправьте его ещё раз "

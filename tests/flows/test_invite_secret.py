@@ -60,7 +60,7 @@ async def test_an_invite_lost_in_a_crash_is_asked_again_and_then_works(
         monkeypatch.undo()
     since = ivan.mark()
     async with running_app(fake_telegram, settings) as app:
-        await ivan.wait_for("Бот перезапускался", since=since)
+        await ivan.wait_for("Откройте ссылку-приглашение ещё раз", since=since)
         await ivan.wait_screen(lambda s: all(code not in m.text for m in s.messages))
         await ivan.send_command("/start", args=code)  # the link opened again
         await ivan.wait_for("Добро пожаловать")
