@@ -74,6 +74,10 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert "took away (steal)" in table
     # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
+    # Its latency by kind of step, and over typing at a meter alone.
+    assert results["paced_latency_by_kind"]["value"]["count"] > 0
+    assert isinstance(results["p99_ms_paced_typing"], int | float)
+    assert "| value |" in table and "| paced, typing at a meter alone: p99 ms |" in table
     assert results["machine"]["aiogram"]
     assert "| Bot API calls per entered reading |" in table
     # Flat per-reading cost, also as the bot's CPU time (steal barely moves it).
