@@ -274,7 +274,7 @@ async def _open_saved_draft(
         session,
         user,
         slot,
-        note=texts.BILLING_DOWN_SAVED_DRAFT,
+        note=texts.billing_down_saved_draft(progress.period),
         progress=progress,
     )
 

@@ -45,7 +45,7 @@ from settings import BillingSettings
 from storage.crypto import Vault
 from storage.engine import create_engine, create_session_pool
 from storage.migrate import upgrade_database
-from storage.models import Account, DraftSlot, SlotStatus, Submission, SubmissionStatus
+from storage.models import Account, Draft, DraftSlot, SlotStatus, Submission, SubmissionStatus
 from tests.conftest import App
 from tests.flows.walking import open_building
 from tests.flows.walking import slots as slot_rows
@@ -332,7 +332,10 @@ async def test_billing_down_for_a_while_data_entry_goes_on_and_the_outbox_drains
     await sender.send_command("/menu")
     await sender.tap("Передача показаний по дому", until="Выберите дом")
     card = await sender.ask("авиастраителей", until="Нашлось")
-    await sender.tap(card.buttons[0][0], until="открыт сохранённый список приборов")
+    opened = await sender.tap(card.buttons[0][0], until="открыт сохранённый список приборов")
+    async with app.session_pool() as session:
+        period = (await session.scalars(select(Draft.period))).one()
+    assert f"сохранённый список приборов за {period}." in opened.text
     # A second send while billing is down answers at once, honestly.
     await walker.tap("Отправить", until="Не все поля заполнены")
     await walker.tap("Отправить", until="будут отправлены автоматически")
