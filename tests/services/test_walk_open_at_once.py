@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,11 +36,11 @@ async def pool(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return pool
 
 
-def opening_at_once(
+async def open_at_once(
     pool: async_sessionmaker[AsyncSession], meters: BuildingMeters
-) -> Callable[[], Awaitable[walk.Progress]]:
-    """walk.open_building for one of two inspectors who both look for the draft before
-    either of them writes."""
+) -> tuple[walk.Progress, walk.Progress]:
+    """walk.open_building by two inspectors who both look for the draft before either
+    of them writes; the draft as each of them sees it then."""
     both_looked = asyncio.Barrier(2)
 
     async def open_building() -> walk.Progress:
@@ -48,8 +48,8 @@ def opening_at_once(
             execute = session.execute
 
             async def look_then_wait(*args: Any, **kwargs: Any) -> Any:
-                # The first statement looks for the draft: both find none before either
-                # writes one.
+                # The first statement looks for the draft: both have looked before
+                # either of them writes.
                 session.execute = execute  # type: ignore[method-assign]
                 result = await execute(*args, **kwargs)
                 await both_looked.wait()
@@ -60,15 +60,15 @@ def opening_at_once(
                 session, account_id="acc", building=BUILDING, meters=meters, now=NOW
             )
 
-    return open_building
+    async with asyncio.timeout(30):
+        first, second = await asyncio.gather(open_building(), open_building())
+    return first, second
 
 
 async def test_two_inspectors_opening_a_new_building_at_once_share_one_draft(
     pool: async_sessionmaker[AsyncSession],
 ) -> None:
-    open_building = opening_at_once(pool, listing(M1, M2, M3))
-    async with asyncio.timeout(30):
-        first, second = await asyncio.gather(open_building(), open_building())
+    first, second = await open_at_once(pool, listing(M1, M2, M3))
 
     assert first.draft_id == second.draft_id
     assert (first.total, second.total) == (3, 3)
@@ -85,9 +85,7 @@ async def test_two_inspectors_reopening_a_building_whose_list_grew_at_once_both_
         await walk.open_building(
             session, account_id="acc", building=BUILDING, meters=listing(M1, M2), now=NOW
         )
-    open_building = opening_at_once(pool, listing(M1, M2, M3))
-    async with asyncio.timeout(30):
-        first, second = await asyncio.gather(open_building(), open_building())
+    first, second = await open_at_once(pool, listing(M1, M2, M3))
 
     assert first.draft_id == second.draft_id
     assert (first.total, second.total) == (3, 3)
