@@ -133,9 +133,7 @@ class BotProcess:
         proc = self._require()
         self._expected_exit = True
         started = time.monotonic()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+        _signal(proc, sig)
         killed = False
         try:
             await asyncio.wait_for(proc.wait(), timeout)
@@ -166,11 +164,7 @@ class BotProcess:
         return code
 
     def _kill_group(self) -> None:
-        proc = self._require()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        _signal(self._require(), signal.SIGKILL, group=True)
 
     def _require(self) -> asyncio.subprocess.Process:
         if self._proc is None:
@@ -294,3 +288,24 @@ class BotProcess:
 
 def _show(pattern: str | re.Pattern[str]) -> str:
     return repr(pattern) if isinstance(pattern, str) else f"/{pattern.pattern}/"
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: int, *, group: bool = False) -> None:
+    """Send `sig` to the process (`group`: to its process group) with os.kill.
+
+    Not Popen.send_signal or kill(): they first poll the child, and a poll that finds
+    it just dead reaps it before asyncio's child watcher does, which then reports exit
+    code 255 instead of the real one (seen: a kill -9 read as 255).
+    """
+    if proc.returncode is not None:
+        return  # reaped already: the pid may belong to another process by now
+    try:
+        if group:
+            try:
+                os.killpg(proc.pid, sig)
+                return
+            except PermissionError:
+                pass  # not its own group's leader: the process alone
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # already gone
