@@ -348,16 +348,7 @@ async def value_entered(
         await _meter_gone(bot, chat_id, state, session, linked_user, draft_id, position)
         return
     if isinstance(outcome, walk.Saved):
-        await show_next(
-            bot,
-            chat_id,
-            state,
-            session,
-            linked_user,
-            draft_id,
-            outcome.slot.position,
-            old_becomes=texts.done_line(outcome.slot),
-        )
+        await _walk_on(bot, chat_id, state, session, linked_user, outcome.slot)
     elif isinstance(outcome, walk.Refused):
         await show_slot(
             bot,
@@ -502,16 +493,7 @@ async def slot_action(
                 note=texts.SENDING_NOW,
             )
             return
-        await show_next(
-            bot,
-            chat_id,
-            state,
-            session,
-            linked_user,
-            draft_id,
-            slot.position,
-            old_becomes=texts.done_line(slot),
-        )
+        await _walk_on(bot, chat_id, state, session, linked_user, slot)
     elif action == SlotActionKind.BACK:
         await _show_card(
             bot, chat_id, state, session, linked_user, data, draft_id, position, back=True
@@ -584,16 +566,7 @@ async def _keep_confirmed(
         await _meter_gone(bot, chat_id, state, session, user, draft_id, position)
         return
     if isinstance(outcome, walk.Saved):
-        await show_next(
-            bot,
-            chat_id,
-            state,
-            session,
-            user,
-            draft_id,
-            outcome.slot.position,
-            old_becomes=texts.done_line(outcome.slot),
-        )
+        await _walk_on(bot, chat_id, state, session, user, outcome.slot)
     else:
         await show_slot(bot, chat_id, state, session, user, outcome.slot, edit=True)
 
@@ -620,6 +593,27 @@ async def _meter_gone(
         return
     await bot.send_message(chat_id, texts.METER_GONE)
     await show_review(bot, chat_id, state, session, draft_id)
+
+
+async def _walk_on(
+    bot: Bot,
+    chat_id: int,
+    state: FSMContext,
+    session: AsyncSession,
+    user: TelegramUser,
+    done: walk.Slot,
+) -> None:
+    """The slot just filled or skipped becomes a line; the next open slot's card."""
+    await show_next(
+        bot,
+        chat_id,
+        state,
+        session,
+        user,
+        done.draft_id,
+        done.position,
+        old_becomes=texts.done_line(done),
+    )
 
 
 async def _show_card(
