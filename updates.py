@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from handlers.auth import may_hold_password, message_lost
 from services.accounts import linked_among
+from storage.done_marks import DoneMarks
 from storage.engine import engine_of
 from storage.fsm import FsmChanges, SqlStorage
 from storage.inbox import Inbox, Incoming, Stored
@@ -138,9 +139,11 @@ class UpdateRunner:
         # The runner's own transactions need no ORM session (storage.engine.engine_of).
         self._engine = engine_of(session_pool)
         # FSM on the bot's database: an update's FSM changes are committed with its done
-        # mark, in one transaction (storage/fsm.py). Redis keeps its own writes.
+        # mark, in one transaction (storage/fsm.py, storage/done_marks.py). Redis keeps
+        # its own writes.
         storage = dispatcher.fsm.storage
         self._fsm = storage if isinstance(storage, SqlStorage) else None
+        self._done = DoneMarks(self._engine, self.inbox, self._fsm)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._polling_timeout = polling_timeout
         self._shutdown_grace = shutdown_grace
@@ -396,7 +399,7 @@ class UpdateRunner:
                 self.failed += 1
         self.handled += 1
         try:
-            await self._mark_done(update_id, changes)
+            await self._done.mark(update_id, changes)
         except Exception as exc:
             # Not done: it is handled again at the next start, which also brings the
             # stored FSM state in line with what the user saw (memory has it until then).
@@ -412,15 +415,6 @@ class UpdateRunner:
         if self._fsm is None or secret:
             return contextlib.nullcontext()
         return self._fsm.collecting()
-
-    async def _mark_done(self, update_id: int, changes: FsmChanges | None) -> None:
-        """The done mark, and the update's FSM changes in the same transaction."""
-        if self._fsm is None or changes is None or not changes.records:
-            await self.inbox.mark_done(update_id, _now())
-            return
-        async with self._engine.begin() as connection:
-            await self._fsm.save(connection, changes)
-            await self.inbox.mark_done(update_id, _now(), connection=connection)
 
     async def _prune_now(self) -> None:
         self._last_prune = time.monotonic()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,6 +22,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # the OS caches the file anyway and another connection's commit empties it. 512 KiB
 # holds what one statement touches, a building's 600 new slots included.
 SQLITE_CACHE_KIB = -512
+
+T = TypeVar("T")
 
 
 def database_kind(url: str) -> str:
@@ -83,6 +86,23 @@ def engine_of(session_pool: async_sessionmaker[AsyncSession]) -> AsyncEngine:
     """
     engine: AsyncEngine = session_pool.kw["bind"]
     return engine
+
+
+async def in_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+    """`work(connection)` in one transaction, committed unless it raises.
+
+    `work` is plain (synchronous) SQLAlchemy, run whole in one greenlet
+    (AsyncConnection.run_sync). Awaiting an AsyncConnection statement by statement
+    costs a greenlet and the async wrappers for each call: for a two-statement
+    transaction like the update runner's done mark, about 15 % more CPU.
+    """
+    async with engine.connect() as connection:
+        return await connection.run_sync(_committed, work)
+
+
+def _committed(connection: Connection, work: Callable[[Connection], T]) -> T:
+    with connection.begin():
+        return work(connection)
 
 
 def upsert_insert(dialect: str) -> Any:

@@ -15,8 +15,8 @@ stored is not made.
 Within an update (`SqlStorage.collecting`, opened by the update runner) a handler
 sets the state and data several times (position, pending value, card id): those
 writes change memory only, and the runner writes them once, in the transaction
-that marks the update done (updates.py): the update's FSM changes and its done
-mark are committed together. Outside an update each write goes to the database
+that marks the update done (storage/done_marks.py): the update's FSM changes and its
+done mark are committed together. Outside an update each write goes to the database
 before it returns.
 """
 
@@ -27,7 +27,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -42,10 +42,10 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from sqlalchemy import Executable, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy import Connection, Executable, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.engine import engine_of, upsert_insert
+from storage.engine import engine_of, in_transaction, upsert_insert
 from storage.models import FsmRecord
 
 if TYPE_CHECKING:
@@ -103,9 +103,9 @@ def _upsert_statement(dialect: str) -> Executable:
     )
 
 
-async def _upsert_in(connection: AsyncConnection, records: Mapping[str, _Record]) -> None:
+def _upsert_in(connection: Connection, records: Mapping[str, _Record]) -> None:
     rows = [{"key": key, "state": r.state, "data": r.data} for key, r in records.items()]
-    await connection.execute(_upsert_statement(connection.dialect.name), rows)
+    connection.execute(_upsert_statement(connection.dialect.name), rows)
 
 
 class SqlStorage(BaseStorage):
@@ -126,8 +126,7 @@ class SqlStorage(BaseStorage):
         """Nothing to release: the engine belongs to the application."""
 
     async def _upsert(self, storage_key: str, record: _Record) -> None:
-        async with self._engine.begin() as connection:
-            await _upsert_in(connection, {storage_key: record})
+        await in_transaction(self._engine, lambda c: _upsert_in(c, {storage_key: record}))
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[FsmChanges]:
@@ -140,10 +139,14 @@ class SqlStorage(BaseStorage):
             _changes.reset(token)
             changes.open = False
 
-    async def save(self, connection: AsyncConnection, changes: FsmChanges) -> None:
-        """Write the collected changes in the caller's transaction (not committed)."""
-        if changes.records:
-            await _upsert_in(connection, changes.records)
+    def save(self, connection: Connection, changes: Iterable[FsmChanges]) -> None:
+        """Write the changes collected by updates, in their order (a key's later record
+        wins), in the caller's transaction: one statement for all of them."""
+        records: dict[str, _Record] = {}
+        for update_changes in changes:
+            records.update(update_changes.records)
+        if records:
+            _upsert_in(connection, records)
 
     async def _write(self, storage_key: str, record: _Record, updated: _Record) -> None:
         """Store `updated` as the key's record (the cached `record` takes its content)."""

@@ -1,9 +1,10 @@
 """The inbox: every Telegram update is committed here before Telegram is told it arrived.
 
 Each method is one short transaction of its own: the inbox is the plumbing under the
-handlers, not part of any use case's transaction. Two run in the caller's transaction
-when given its connection: `store` (the runner checks the batch's senders in the same
-transaction) and `mark_done` (the runner commits the update's FSM changes with it).
+handlers, not part of any use case's transaction. Two run in the caller's transaction:
+`store` when given its connection (the runner checks the batch's senders in the same
+transaction), and `mark_done_in` (the runner commits the updates' FSM changes with
+their done marks, storage/done_marks.py).
 
 Several instances share one inbox. A row is claimed by the instance that stored it
 (`claimed_by`, until `claimed_until`), which renews its claims while it lives. Only a
@@ -20,10 +21,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Executable, Table, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from storage.engine import engine_of, upsert_insert
+from storage.engine import engine_of, in_transaction, upsert_insert
 from storage.models import InboxUpdate
 
 # Done rows kept for dedupe: a redelivery comes within minutes (a webhook answer lost,
@@ -218,16 +230,15 @@ class Inbox:
             )
             await session.commit()
 
-    async def mark_done(
-        self, update_id: int, now: datetime, *, connection: AsyncConnection | None = None
+    def mark_done_in(
+        self, connection: Connection, update_ids: Sequence[int], now: datetime
     ) -> None:
-        """Mark the update done; in the caller's transaction (not committed) if given."""
-        done = {"done_id": update_id, "done_at": now}
-        if connection is not None:
-            await connection.execute(_MARK_DONE, done)
-            return
-        async with self._engine.begin() as own:
-            await own.execute(_MARK_DONE, done)
+        """Mark the updates done in the caller's transaction (storage/done_marks.py)."""
+        connection.execute(_MARK_DONE, [{"done_id": i, "done_at": now} for i in update_ids])
+
+    async def mark_done(self, update_id: int, now: datetime) -> None:
+        """Mark one update done, committed."""
+        await in_transaction(self._engine, lambda c: self.mark_done_in(c, [update_id], now))
 
     async def next_offset(self) -> int | None:
         """The getUpdates offset that confirms everything stored, or None for an empty inbox."""

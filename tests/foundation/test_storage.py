@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from billing_client.embedded.db import create_billing_engine
 from schema_revisions import head_revisions
 from storage.crypto import SecretKeyError, Vault, load_or_create_secret_key
-from storage.engine import create_engine, create_session_pool
+from storage.engine import create_engine, create_session_pool, in_transaction
 from storage.fsm import SqlStorage
 from storage.migrate import (
     MIGRATIONS,
@@ -183,8 +183,7 @@ async def test_fsm_writes_of_an_update_are_stored_once_when_saved(engine: AsyncE
         assert await storage.get_data(key) == {"position": 3, "card_id": 17}
     assert statements == []
     assert await _stored_state(engine) is None
-    async with engine.begin() as connection:
-        await storage.save(connection, changes)
+    await in_transaction(engine, lambda connection: storage.save(connection, [changes]))
     assert len(statements) == 1  # state and data in one statement
     state, data = await _stored_state(engine) or (None, None)
     assert state == "Walk:entering_value" and data is not None and '"card_id": 17' in data
