@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import texts
 from handlers.auth import may_hold_password, message_lost
 from services.accounts import linked_among
+from services.team import invite_accepted_since
 from storage.done_marks import DoneMarks
 from storage.engine import engine_of
 from storage.fsm import FsmChanges, SqlStorage
@@ -138,6 +139,7 @@ class UpdateRunner:
         self._claims: asyncio.Task[None] | None = None
         # The runner's own transactions need no ORM session (storage.engine.engine_of).
         self._engine = engine_of(session_pool)
+        self._session_pool = session_pool
         # FSM on the bot's database: an update's FSM changes are committed with its done
         # mark, in one transaction (storage/fsm.py, storage/done_marks.py). Redis keeps
         # its own writes.
@@ -353,6 +355,12 @@ class UpdateRunner:
     async def _message_lost(self, chat_id: int, row: Stored) -> None:
         assert row.message_id is not None
         state = self.dispatcher.fsm.get_context(self.bot, chat_id, chat_id)
+        invite = json.loads(row.payload).get("invite") is True
+        accepted = False
+        if invite and row.received_at is not None:
+            # A private chat's id is its user's.
+            async with self._session_pool() as session:
+                accepted = await invite_accepted_since(session, chat_id, row.received_at)
         await message_lost(
             self.bot,
             chat_id,
@@ -360,7 +368,8 @@ class UpdateRunner:
             state,
             state_at_start=row.state_at_start,
             started=row.started,
-            invite=json.loads(row.payload).get("invite") is True,
+            invite=invite,
+            invite_accepted=accepted,
         )
 
     def _chain(self, key: int, update_id: int, handle: Any, *, secret: bool = False) -> None:

@@ -217,12 +217,15 @@ async def message_lost(
     state_at_start: str | None,
     started: bool,
     invite: bool = False,
+    invite_accepted: bool = False,
 ) -> None:
     """A redacted message was not finished before the bot died: delete it, ask again.
 
     If its handling had begun and the user's state has moved on since, it was
     handled (only the done mark was lost): then it is only deleted. `invite`: it was
-    an invite link's /start, which only opening the link again can repeat.
+    an invite link's /start, which only opening the link again can repeat;
+    `invite_accepted`: the user took an invite after it came, so it was handled (the
+    link is used now), and the user is told they are in.
     """
     try:
         await bot.delete_message(chat_id, message_id)
@@ -230,6 +233,9 @@ async def message_lost(
         pass  # already deleted by the handler before the crash, or too old
     except TelegramAPIError as exc:
         log.warning("Could not delete a redacted message: %s", type(exc).__name__)
+    if invite_accepted:
+        await bot.send_message(chat_id, texts.INVITE_ACCEPTED_BEFORE_RESTART)
+        return
     current = await state.get_state()
     if started and current != state_at_start:
         return

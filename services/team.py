@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.moments import as_utc
@@ -233,3 +233,17 @@ async def admins(session: AsyncSession) -> list[int]:
         )
     )
     return list(rows)
+
+
+async def invite_accepted_since(
+    session: AsyncSession, telegram_user_id: int, moment: datetime
+) -> bool:
+    """Whether this user took an invite at `moment` or later.
+
+    The update runner asks it of an invite's /start that a restart found unfinished:
+    the join may have been committed before the bot died, the done mark not.
+    """
+    used_at = await session.scalar(
+        select(func.max(Invite.used_at)).where(Invite.used_by == telegram_user_id)
+    )
+    return used_at is not None and as_utc(used_at) >= as_utc(moment)

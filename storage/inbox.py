@@ -84,6 +84,7 @@ class Stored:
     message_id: int | None
     started: bool = False
     state_at_start: str | None = None
+    received_at: datetime | None = None
 
 
 def _stored(row: InboxUpdate) -> Stored:
@@ -95,6 +96,7 @@ def _stored(row: InboxUpdate) -> Stored:
         row.message_id,
         started=row.started_at is not None,
         state_at_start=row.state_at_start,
+        received_at=row.received_at,
     )
 
 

@@ -5,6 +5,7 @@ from texts.common import MAIN_MENU
 __all__ = [
     "ASK_LOGIN_AGAIN",
     "ASK_PASSWORD",
+    "INVITE_ACCEPTED_BEFORE_RESTART",
     "INVITE_LOST_IN_RESTART",
     "LOGGED_IN",
     "LOGGED_OUT",
@@ -79,6 +80,9 @@ PASSWORD_LOST_IN_RESTART = (
 )
 LOGIN_LOST_IN_RESTART = (
     "Бот перезапускался, и ваше сообщение не успело обработаться. Введите <b>логин</b> ещё раз:"
+)
+INVITE_ACCEPTED_BEFORE_RESTART = (
+    "Бот перезапускался. Приглашение уже принято: вы в команде. Главное меню — /menu"
 )
 INVITE_LOST_IN_RESTART = (
     "Бот перезапускался, и приглашение не успело обработаться. Откройте ссылку-приглашение ещё раз."

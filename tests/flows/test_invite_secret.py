@@ -64,3 +64,33 @@ async def test_an_invite_lost_in_a_crash_is_asked_again_and_then_works(
         await ivan.wait_screen(lambda s: all(code not in m.text for m in s.messages))
         await ivan.send_command("/start", args=code)  # the link opened again
         await ivan.wait_for("Добро пожаловать")
+
+
+async def test_an_invite_taken_just_before_a_crash_is_not_asked_again(
+    fake_telegram: FakeTelegram, bot_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The join was committed and the welcome shown, but the bot died before the update's
+    done mark: the next start finds it unfinished. The link is used now, so the user is
+    told they are in, not sent back to open it."""
+    settings = make_settings(tmp_path, fake_telegram.api_url, bot_token)
+    async with running_app(fake_telegram, settings) as app:
+        admin = await log_in(app)
+        code = await invite_code(admin)
+        assert await app.runner.drain(10)
+
+        async def crash_before_the_done_mark(*args: Any, **kwargs: Any) -> None:
+            raise ConnectionResetError  # the bot dies here: the update stays not done
+
+        monkeypatch.setattr(app.runner._done, "mark", crash_before_the_done_mark)
+        ivan = fake_telegram.user(user_id=3003, first_name="Иван", username="user3003")
+        await ivan.send_command("/start", args=code)
+        await ivan.wait_for("Добро пожаловать")
+        assert await app.runner.drain(10)
+        monkeypatch.undo()
+    since = ivan.mark()
+    async with running_app(fake_telegram, settings) as app:
+        await ivan.wait_for("Приглашение уже принято", since=since)
+        await ivan.wait_screen(lambda s: all(code not in m.text for m in s.messages))
+        assert not [m for m in ivan.bot_messages() if "Откройте ссылку" in m.text]
+        await ivan.send_command("/menu")
+        await ivan.wait_for("Что делаем?", since=since)
