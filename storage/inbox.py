@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from storage.engine import engine_of, in_transaction, upsert_insert
+from storage.engine import engine_of, upsert_insert
 from storage.models import InboxUpdate
 
 # Done rows kept for dedupe: a redelivery comes within minutes (a webhook answer lost,
@@ -237,10 +237,6 @@ class Inbox:
     ) -> None:
         """Mark the updates done in the caller's transaction (storage/done_marks.py)."""
         connection.execute(_MARK_DONE, [{"done_id": i, "done_at": now} for i in update_ids])
-
-    async def mark_done(self, update_id: int, now: datetime) -> None:
-        """Mark one update done, committed."""
-        await in_transaction(self._engine, lambda c: self.mark_done_in(c, [update_id], now))
 
     async def next_offset(self) -> int | None:
         """The getUpdates offset that confirms everything stored, or None for an empty inbox."""

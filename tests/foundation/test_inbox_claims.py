@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.engine import create_engine, create_session_pool
+from storage.engine import create_engine, create_session_pool, engine_of, in_transaction
 from storage.inbox import Inbox, Incoming
 from storage.migrate import upgrade_database
 from tests.harness.databases import Databases
@@ -65,7 +65,8 @@ async def test_instances_starting_at_once_share_a_dead_ones_rows(
 async def test_finished_and_released_rows(pool: async_sessionmaker[AsyncSession]) -> None:
     stopping, next_one = instance(pool, "stopping"), instance(pool, "next")
     await store(stopping, range(1, 4), T0)
-    await stopping.mark_done(1, T0)
+    engine = engine_of(pool)
+    await in_transaction(engine, lambda c: stopping.mark_done_in(c, [1], T0))
     await stopping.release()  # a clean stop gives up what it did not finish
     rows = await next_one.claim_lapsed(T0 + timedelta(seconds=1))
     assert [r.update_id for r in rows] == [2, 3]
