@@ -200,6 +200,7 @@ async def burst(phone: Phone, *texts: str) -> list[int]:
 
 
 async def assert_password_kept_nowhere(app: App, password: str) -> None:
+    assert await app.runner.drain(10.0)  # every update's writes made, done marks included
     fsm = await fsm_contents(app.settings.DATABASE_URL, app.settings.REDIS_URL)
     assert not [key for key, value in fsm.items() if password in value]
     # The inbox and everything else the bot's database holds, SQLite's WAL included.
@@ -432,6 +433,7 @@ async def test_password_reaches_no_fsm_row_and_no_database_byte(app: App) -> Non
         account = (
             await session.scalars(select(Account).where(Account.login == CANARY_LOGIN))
         ).one()
+    assert await app.runner.drain(10.0)  # every update's writes made, done marks included
     fsm = await fsm_contents(app.settings.DATABASE_URL, app.settings.REDIS_URL)
     assert fsm, "the login step must have used the FSM storage"
     assert not [key for key, value in fsm.items() if CANARY_PASSWORD in value]
