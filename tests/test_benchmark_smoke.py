@@ -66,6 +66,19 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
         assert isinstance(results[f"{floor}_p99_ms_paced_100_inspectors"], int | float)
         assert results[f"{floor}_api_errors"] == 0
         assert f"| {FLOOR_LABELS[floor]} |" in table
+    # The echo's 10-user window is measured again right after the bot's part; the CPU
+    # ratio divides by the mean of the two.
+    bot, before, after = (
+        results[key]
+        for key in (
+            "cpu_ms_per_update_10_inspectors",
+            "echo_cpu_ms_per_update_10_inspectors",
+            "echo_after_cpu_ms_per_update_10_inspectors",
+        )
+    )
+    assert after > 0
+    assert results["cpu_per_update_ratio_vs_echo"] == round(bot / round((before + after) / 2, 3), 2)
+    assert "just after it" in table
     # The harness reports its own longest GC pause in the timed windows.
     assert isinstance(results["harness_gc_pause_max_ms"], int | float)
     assert "garbage-collector pause" in table
