@@ -1026,14 +1026,17 @@ def polling_markdown(results: dict[str, Any]) -> list[str]:
         ]
         lines.append(f"| {n} | " + " | ".join(str(c) for c in cells) + " |")
     r = results
+    if "echo_after_cpu_ms_per_update_10_inspectors" in r:  # not in older results
+        lines += [
+            "",
+            "The echo's 10-user window runs twice, just before the bot's part "
+            f"({r['echo_cpu_ms_per_update_10_inspectors']} ms per update, the table's figure) "
+            f"and just after it ({r['echo_after_cpu_ms_per_update_10_inspectors']} ms, "
+            f"{r['echo_cpu_after_vs_before_10']}× the first): the host's speed drifts within "
+            "minutes, so the ratio at 10 divides by their mean, "
+            f"{r['echo_cpu_ms_per_update_10_around_bot']} ms.",
+        ]
     lines += [
-        "",
-        "The echo's 10-user window runs twice, just before the bot's part "
-        f"({r['echo_cpu_ms_per_update_10_inspectors']} ms per update, the table's figure) "
-        f"and just after it ({r['echo_after_cpu_ms_per_update_10_inspectors']} ms, "
-        f"{r['echo_cpu_after_vs_before_10']}× the first): the host's speed drifts within "
-        "minutes, so the ratio at 10 divides by their mean, "
-        f"{r['echo_cpu_ms_per_update_10_around_bot']} ms.",
         "",
         "## Paced: 100 users, one action every 3 s",
         "",
