@@ -1160,8 +1160,9 @@ async def bench(config: Config, profile: bool, parts: set[str], out: Path) -> di
                         await bench_reference(tg, config, work, results, reference)
                     steal["reference_bots"], part = part.share(), Steal()
                     await bench_bot_small(tg, config, work, results, profile)
-                    await bench_echo_after(tg, config, work, results)
                     steal["bot_small_db"], part = part.share(), Steal()
+                    await bench_echo_after(tg, config, work, results)
+                    steal["echo_after_bot"], part = part.share(), Steal()
                     await bench_bot_scale(tg, config, work, results)
                     steal["bot_1m_slots"] = part.share()
                 if "webhook" in parts:

@@ -83,7 +83,8 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     assert isinstance(results["harness_gc_pause_max_ms"], int | float)
     assert "garbage-collector pause" in table
     # The host's steal time is reported per part: absolute figures fall with it.
-    assert {"reference_bots", "bot_small_db", "bot_1m_slots"} <= set(results["cpu_steal_share"])
+    parts = {"reference_bots", "bot_small_db", "echo_after_bot", "bot_1m_slots"}
+    assert parts <= set(results["cpu_steal_share"])
     assert "took away (steal)" in table
     # The paced run is inspectors at their meters, typing values.
     assert results["paced_updates_by_kind"].get("value", 0) > 0
