@@ -110,7 +110,7 @@ class RetryingSession(TelegramSession):
     ) -> TelegramType:
         if method.__api_method__ == GetUpdates.__api_method__:
             return await super().make_request(bot, method, timeout)
-        name = type(method).__name__
+        name = method.__api_method__
         attempt = 1
         while True:
             try:

@@ -14,6 +14,7 @@ from storage.engine import create_engine
 from storage.models import SlotStatus, TelegramUser
 from tests.conftest import App, make_settings, running_app
 from tests.flows.walking import (
+    bold_parts,
     card_text,
     choose_building,
     live_cards,
@@ -48,6 +49,11 @@ async def test_the_card_shows_apartment_serial_capacity_zone_and_progress(app: A
     ]
     # The other addresses are gone: the list became the building's header.
     assert not any("Красный пр-т" in m.text for m in phone.bot_messages())
+    # Formatted, not tags: the address and the apartment stand out in bold.
+    card = phone.last_bot_message()
+    assert card is not None and "<b>" not in card.text
+    assert first.apartment in bold_parts(card)
+    assert any("Авиастроителей" in part for part in bold_parts(card))
 
 
 async def test_slots_come_in_natural_apartment_order_non_residential_last(app: App) -> None:
@@ -357,4 +363,6 @@ async def test_the_next_card_does_not_wait_for_the_old_card_to_become_a_line(app
     app.tg.faults.reset()
     await phone.wait_screen(lambda _screen: len(live_cards(phone)) == 1)
     assert "Прибор 2 из" in live_cards(phone)[0].text
-    assert any(m.text.startswith("✅ кв. ") and not m.buttons for m in phone.bot_messages())
+    (line,) = [m for m in phone.bot_messages() if m.text.startswith("✅ кв. ")]
+    assert not line.buttons
+    assert bold_parts(line) == [line.text.rsplit(": ", 1)[1]], "the value stands out"

@@ -68,6 +68,16 @@ def card_text(phone: Phone) -> str:
     return card.text
 
 
+def bold_parts(message: ScreenMessage) -> list[str]:
+    """The parts of a message the phone shows in bold (entity offsets are UTF-16 units)."""
+    units = message.text.encode("utf-16-le")
+    return [
+        units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le")
+        for e in message.raw.get("entities", [])
+        if e["type"] == "bold"
+    ]
+
+
 def live_cards(phone: Phone) -> list[ScreenMessage]:
     """The bot's messages that still have buttons (the flow allows one)."""
     return [m for m in phone.bot_messages() if m.buttons]
