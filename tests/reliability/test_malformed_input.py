@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import shutil
@@ -82,14 +83,15 @@ class MemorySession(BaseSession):
                 id=bot.id, is_bot=True, first_name="Показания", username="meters_test_bot"
             )
         if method.__api_method__ in {"sendMessage", "editMessageText"}:
-            chat_id = int(getattr(method, "chat_id", 0) or 0)
-            message_id = getattr(method, "message_id", None) or next(self._ids)
-            return Message(  # type: ignore[return-value]
-                message_id=message_id,
-                date=datetime.now(UTC),
-                chat=Chat(id=chat_id, type="private"),
-                text=str(getattr(method, "text", "")),
-            )
+            message = {
+                "message_id": getattr(method, "message_id", None) or next(self._ids),
+                "date": int(datetime.now(UTC).timestamp()),
+                "chat": {"id": int(getattr(method, "chat_id", 0) or 0), "type": "private"},
+                "text": str(getattr(method, "text", "")),
+            }
+            # Read as a real session reads Telegram's answer: into the method's result type.
+            answer = json.dumps({"ok": True, "result": message})
+            return self.check_response(bot, method, 200, answer).result  # type: ignore[return-value]
         return True  # type: ignore[return-value]
 
     async def close(self) -> None:
