@@ -3,10 +3,10 @@
 Old cards lose their buttons or disappear, so an old button can't be pressed by
 mistake; Telegram's "not modified" / "not found" answers never break a flow.
 
-Of Telegram's answer to a card's call the bot keeps only the card's id, so the card's
-sends and edits read their answer as plain JSON (`_SendCard`, `_EditCard`). aiogram
-would build its Message model of it (the text's entities, the keyboard, the chat, the
-sender): about 5 % of the bot's CPU per reading (benchmarks/).
+Of Telegram's answer to a card's call the bot keeps only the card's id, so sending a
+card and editing its text read the answer as plain JSON (`_SendCard`, `_EditCard`).
+aiogram would build its Message model of it (the text's entities, the keyboard, the
+chat, the sender): about 5 % of the bot's CPU per reading (benchmarks/).
 """
 
 from __future__ import annotations
