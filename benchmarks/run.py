@@ -466,18 +466,31 @@ class Reference:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@contextlib.asynccontextmanager
+async def _reference_users(
+    tg: FakeTelegram, ref: Reference, log_dir: Path, name: str, count: int, rng: random.Random
+) -> AsyncIterator[tuple[Monitor, Driver, list[SimulatedUser]]]:
+    """A reference bot running, and `count` users who just type values (one step made)."""
+    async with running(tg, ref.script, ref.env, log_dir, name) as process:
+        monitor = Monitor(process.pid)
+        driver = Driver(tg, ref.answered)
+        phones = _phones(tg, ref.first_user, count)
+        users: list[SimulatedUser] = [EchoUser(driver, phone, rng) for phone in phones]
+        await users[0].step()
+        try:
+            yield monitor, driver, users
+        finally:
+            driver.close()
+
+
 async def bench_reference(
     tg: FakeTelegram, config: Config, log_dir: Path, results: dict[str, Any], ref: Reference
 ) -> None:
     """Saturation and the paced run against a reference bot (users just type values)."""
     rng = random.Random(1)
     levels = config.levels if ref.all_levels else config.levels[1:2]
-    async with running(tg, ref.script, ref.env, log_dir, ref.name) as process:
-        monitor = Monitor(process.pid)
-        driver = Driver(tg, ref.answered)
-        phones = list(_phones(tg, ref.first_user, max(levels[-1], config.paced_users)))
-        users: list[SimulatedUser] = [EchoUser(driver, phone, rng) for phone in phones]
-        await users[0].step()
+    count = max(levels[-1], config.paced_users)
+    async with _reference_users(tg, ref, log_dir, ref.name, count, rng) as (monitor, driver, users):
         results[f"{ref.name}_peak_rss_mb_with_start"] = round(monitor.peak_rss_mb(), 1)
         monitor.reset_peak()
         for level in levels:
@@ -498,7 +511,6 @@ async def bench_reference(
         )
         results[f"{ref.name}_api_errors"] = sum(driver.recorder.errors.values())
         results[f"{ref.name}_peak_rss_mb"] = round(monitor.peak_rss_mb(), 1)
-        driver.close()
 
 
 def echo_reference(first_user: int = FIRST_USER_ID) -> Reference:
@@ -536,18 +548,15 @@ async def bench_echo_after(
     # Chats of their own, as the floor bot's: the bot's inspectors used the others.
     echo = echo_reference(FIRST_USER_ID + FLOOR_USERS_OFFSET * (len(FLOORS) + 1))
     level = config.levels[1]
-    async with running(tg, echo.script, echo.env, log_dir, "echo-after") as process:
-        monitor = Monitor(process.pid)
-        driver = Driver(tg, echo.answered)
-        rng = random.Random(3)
-        users: list[SimulatedUser] = [
-            EchoUser(driver, phone, rng) for phone in _phones(tg, echo.first_user, level)
-        ]
-        await users[0].step()
+    rng = random.Random(3)
+    async with _reference_users(tg, echo, log_dir, "echo-after", level, rng) as (
+        monitor,
+        driver,
+        users,
+    ):
         result = await saturate(users, driver.recorder, monitor, config)
         print(f"bench: echo again, {level} users: {result}", flush=True)
         _put_saturation(results, "echo_after_", level, config, result)
-        driver.close()
 
 
 def _put_paced(results: dict[str, Any], prefix: str, latency: Latency) -> None:

@@ -12,6 +12,7 @@ from storage.models import DraftSlot
 from tests.conftest import App
 from tests.harness.phone import Phone
 from tests.harness.screen import ScreenMessage
+from tests.harness.telegram_html import utf16_slice
 
 # The demo account's first building (84 apartments, 128 slots): "1" (день, ночь), "2"
 # (пик, полупик, ночь), ..., "38а", ..., "НП-1".."НП-3" at the end.
@@ -69,10 +70,9 @@ def card_text(phone: Phone) -> str:
 
 
 def bold_parts(message: ScreenMessage) -> list[str]:
-    """The parts of a message the phone shows in bold (entity offsets are UTF-16 units)."""
-    units = message.text.encode("utf-16-le")
+    """The parts of a message the phone shows in bold."""
     return [
-        units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le")
+        utf16_slice(message.text, e["offset"], e["length"])
         for e in message.raw.get("entities", [])
         if e["type"] == "bold"
     ]

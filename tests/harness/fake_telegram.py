@@ -67,7 +67,13 @@ from .state import (
     server_error,
     unix_now,
 )
-from .telegram_html import EntityParseError, command_entities, parse_html, trim_plain
+from .telegram_html import (
+    EntityParseError,
+    command_entities,
+    parse_html,
+    trim_plain,
+    utf16_slice,
+)
 
 if TYPE_CHECKING:
     from .phone import Group, Phone
@@ -1007,7 +1013,7 @@ class FakeTelegram:
         for entity in message.get("entities") or message.get("caption_entities") or []:
             if entity.get("type") != "bot_command":
                 continue
-            command = _utf16_slice(text, entity["offset"], entity["length"])
+            command = utf16_slice(text, entity["offset"], entity["length"])
             if "@" not in command or command.split("@", 1)[1].lower() == self.bot_username.lower():
                 return True
         return False
@@ -1425,11 +1431,6 @@ def _without_reply(message: JsonDict) -> JsonDict:
     data = copy.deepcopy(message)
     data.pop("reply_to_message", None)
     return data
-
-
-def _utf16_slice(text: str, offset: int, length: int) -> str:
-    encoded = text.encode("utf-16-le")
-    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
 
 
 async def _read_params(request: web.Request) -> Params:

@@ -71,6 +71,12 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def utf16_slice(text: str, offset: int, length: int) -> str:
+    """The part of `text` an entity covers (offset and length in UTF-16 code units)."""
+    encoded = text.encode("utf-16-le")
+    return encoded[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+
+
 def _byte_offset(text: str, index: int) -> int:
     return len(text[:index].encode("utf-8"))
 
