@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
 
 from storage import sqlite_driver
 
+# How long a statement waits for a lock another connection holds (a second process, a
+# migration): waited out by the driver in asyncio sleeps, not in SQLite (sqlite_driver).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A pooled connection keeps its page cache (SQLite's default: 2 MB) for life, while
 # the OS caches the file anyway and another connection's commit empties it. 512 KiB
@@ -42,7 +44,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss or
     # kill -9 of the OS; FULL fsyncs the WAL at every commit, so an acknowledged
     # reading survives.

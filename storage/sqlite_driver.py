@@ -1,32 +1,44 @@
-"""aiosqlite with one hand-off to the connection's thread per statement.
+"""aiosqlite's API, with the statements run on the event loop's own thread.
 
-aiosqlite runs every call of the sqlite3 API on the connection's own thread, and
-SQLAlchemy makes four such calls per statement (create the cursor, execute, fetch
-all rows, close the cursor). Each hand-off wakes the event loop through its self-
-pipe; in the benchmark (benchmarks/, profile) those wake-ups cost more of the bot's
-CPU than SQLite itself. Here the cursor is created, executed, read to the end and
-closed in one hand-off: a statement costs one round trip instead of four. The rows,
-`description`, `rowcount` and `lastrowid` are what SQLAlchemy then reads; sqlite3
-keeps them on a closed cursor. A rollback with no transaction open is skipped.
+aiosqlite runs each sqlite3 call on the connection's thread and wakes the event loop
+through its self-pipe when the call is done. This bot's statements take SQLite tens of
+microseconds (a row or a few, by index), and the hand-off cost more than the
+statement. So statements and rollbacks run here, inline: in seven alternating pairs
+of the benchmark's paced part (benchmarks/), the bot's CPU per update fell by a
+median 7 % and its p99 latency from 27–65 ms to 25–48 ms.
+
+A commit still goes to the connection's thread: with synchronous=FULL it waits for
+the disk to confirm the write (a fraction of a millisecond here, far more on a slow
+disk), and meanwhile the loop runs other updates. The thread also opens and closes
+the connection. A commit or rollback with no transaction open is skipped. The rows,
+`description`, `rowcount` and `lastrowid` are what SQLAlchemy reads after a
+statement; sqlite3 keeps them on a closed cursor.
+
+A statement never makes the loop wait for a lock. SQLite's busy handler would sleep
+inside the statement and stop every other update with it, so the connection's own
+busy timeout is 0. A statement that finds the database locked by another connection
+is tried again after an asyncio sleep (1, 2, 5, 10 … 100 ms: SQLite's own steps)
+until the engine's busy timeout has passed, then fails with SQLite's "database is
+locked". SQLite reports "busy" before a statement has changed anything, so trying it
+again is what its busy handler does; a read snapshot gone stale
+(SQLITE_BUSY_SNAPSHOT) is not tried again, as SQLite does not either.
 
 Writers take turns on an asyncio lock (`_Writers`), one per engine: SQLite lets one
-transaction write at a time, and a connection that finds the write lock taken
-waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 … 100 ms between tries.
-Between the statements of one transaction the event loop runs other updates, so
-under load writers often met a taken lock and then slept far past its release:
-in the benchmark, 200 statements in a paced window of 800 updates waited 8–330 ms. On
-the lock, the next writer starts the moment the previous one commits. Other
-processes on the same file (a second engine, a migration) are still kept apart
-by SQLite's own lock and busy timeout.
+transaction write at a time. Between the statements of one transaction the event
+loop runs other updates; on the lock, the next writer starts the moment the previous
+one commits, instead of meeting SQLite's lock and sleeping. Other processes on the
+same file (a second engine, a migration) are kept apart by SQLite's own lock and the
+retries above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.engine import URL
@@ -35,8 +47,40 @@ from sqlalchemy.engine import URL
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
+# SQLite's busy handler sleeps these steps (seconds) between tries; the last repeats.
+_BUSY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
+# What SQLite's busy handler waits out: a lock held by another connection, a recovery.
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
+
+T = TypeVar("T")
+
+
 def _writes(sql: str) -> bool:
     return sql.lstrip()[:7].upper().startswith(_WRITES)
+
+
+async def _patiently(
+    call: Callable[[], T],
+    patience: float,
+    hand_off: Callable[[Callable[[], T]], Awaitable[T]] | None = None,
+) -> T:
+    """`call()` on the loop's thread, or through `hand_off` on the connection's; while
+    the database is locked, again after an asyncio sleep, until `patience` seconds have
+    passed (then SQLite's error)."""
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    for step in itertools.chain(_BUSY_STEPS, itertools.repeat(_BUSY_STEPS[-1])):
+        try:
+            return call() if hand_off is None else await hand_off(call)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in _BUSY_CODES:
+                raise
+            now = loop.time()
+            deadline = now + patience if deadline is None else deadline
+            if now >= deadline:
+                raise
+            await asyncio.sleep(min(step, deadline - now))
+    raise AssertionError("unreachable: the steps never end")
 
 
 class _Writers:
@@ -66,7 +110,7 @@ class _Cursor(aiosqlite.Cursor):
         self._rows: list[Any] = []
 
     def _run(self, statement: Callable[[sqlite3.Cursor], object]) -> list[Any]:
-        """On the connection's thread: the whole statement, its rows kept."""
+        """The whole statement, its rows kept."""
         connection = self._conn._conn
         cursor = connection.cursor()
         try:
@@ -81,9 +125,8 @@ class _Cursor(aiosqlite.Cursor):
         connection = self._conn
         if _writes(sql):
             await connection.take_write_turn()
-        run: Callable[..., Awaitable[list[Any]]] = self._execute
         try:
-            self._rows = await run(self._run, statement)
+            self._rows = await _patiently(lambda: self._run(statement), connection.busy_timeout)
         finally:
             if not connection.transaction_open:
                 connection.end_write_turn()
@@ -93,7 +136,8 @@ class _Cursor(aiosqlite.Cursor):
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> _Cursor:
-        await self._statement(sql, lambda cursor: cursor.executemany(sql, parameters))
+        rows = list(parameters)  # a statement tried again needs its rows again
+        await self._statement(sql, lambda cursor: cursor.executemany(sql, rows))
         return self
 
     async def fetchall(self) -> list[Any]:
@@ -109,7 +153,7 @@ class _Cursor(aiosqlite.Cursor):
         return rows
 
     async def close(self) -> None:
-        """Closed already, on the connection's thread."""
+        """Closed already, when its statement ran."""
 
     @property
     def arraysize(self) -> int:
@@ -127,6 +171,11 @@ class _Connection(aiosqlite.Connection):
         self._writers = writers
         self._turn: asyncio.Lock | None = None  # held from the first write to the end
         self.transaction_open = False  # as of the last statement, commit or rollback
+
+    @property
+    def busy_timeout(self) -> float:
+        """How long (seconds) a statement or commit waits for a lock another holds."""
+        return self._writers.timeout
 
     async def take_write_turn(self) -> None:
         """Wait for the turn to write, unless this connection holds it already.
@@ -152,8 +201,13 @@ class _Connection(aiosqlite.Connection):
         return _Cursor(self)
 
     async def commit(self) -> None:
+        """On the connection's thread: a commit waits for the disk (synchronous=FULL),
+        and the loop must not. Nothing to commit: no hand-off."""
+        if self._connection is not None and not self._connection.in_transaction:
+            self._transaction_ended()
+            return
         try:
-            await super().commit()
+            await _patiently(self._conn.commit, self.busy_timeout, self._execute)
         finally:
             self._transaction_ended()
 
@@ -164,7 +218,7 @@ class _Connection(aiosqlite.Connection):
             self._transaction_ended()
             return
         try:
-            await super().rollback()
+            self._conn.rollback()
         finally:
             self._transaction_ended()
 
@@ -198,12 +252,16 @@ def connector(
     """SQLAlchemy's `async_creator` for a sqlite+aiosqlite URL (its query options kept).
 
     Call it once per engine: its connections take turns to write (see above).
-    `busy_timeout` (seconds): how long a writer waits for its turn.
+    `busy_timeout` (seconds): how long a writer waits for its turn, and a statement
+    for a lock another connection holds.
     """
     dialect = url.get_dialect()()
     args, options = dialect.create_connect_args(url)
     database: str = args[0]
     kwargs: dict[str, Any] = dict(options)
+    # SQLite's own busy handler off: a lock is waited for in `_patiently`, not in SQLite.
+    # Opened on the connection's thread, used on the loop's: never on both at once.
+    kwargs.update(timeout=0, check_same_thread=False)
     writers = _Writers(busy_timeout)
 
     async def connect() -> aiosqlite.Connection:

@@ -1,16 +1,17 @@
 """The SQLite driver (storage/sqlite_driver.py): SQLAlchemy sees aiosqlite's behaviour,
-a statement costs one hand-off to the connection's thread, and writers take turns."""
+statements run on the event loop's thread, a lock held elsewhere is waited for without
+stopping the loop, and writers take turns."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -55,10 +56,11 @@ async def test_rows_counts_ids_and_errors_come_through(engine: AsyncEngine) -> N
         assert (await conn.execute(text("SELECT count(*) FROM items"))).scalar() == 6
 
 
-async def test_a_statement_is_one_hand_off(
+async def test_a_statement_makes_no_hand_off_and_a_commit_one(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """aiosqlite's own cursor makes four (cursor, execute, fetchall, close)."""
+    """aiosqlite's own cursor hands four calls per statement to the connection's thread;
+    here only a commit goes there (it waits for the disk)."""
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
@@ -71,35 +73,89 @@ async def test_a_statement_is_one_hand_off(
             return await real(fn, *args, **kwargs)
 
         monkeypatch.setattr(driver, "_execute", counted)
-        rows = (await conn.execute(select(items.c.id, items.c.name))).all()
-        assert rows == []
-        assert len(hand_offs) == 1
-        await conn.rollback()  # nothing was open: no hand-off
-        assert len(hand_offs) == 1
+        assert (await conn.execute(select(items.c.id, items.c.name))).all() == []
+        await conn.commit()  # nothing was written: nothing to commit
+        assert hand_offs == []
         await conn.execute(insert(items).values(name="кв. 1"))
+        await conn.execute(insert(items).values(name="кв. 2"))
+        assert hand_offs == []
+        await conn.commit()
+        assert len(hand_offs) == 1
+        await conn.execute(insert(items).values(name="кв. 3"))
         await conn.rollback()
-        assert len(hand_offs) == 3
+        await conn.rollback()  # nothing open
+        assert len(hand_offs) == 1
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM items"))).scalar() == 0
+        names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+    assert names == ["кв. 1", "кв. 2"]
 
 
-@pytest.fixture
-def no_busy_wait(engine: AsyncEngine) -> AsyncEngine:
-    """SQLite's busy handler off: a writer that meets a taken write lock fails at once."""
-
-    def busy_timeout_zero(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout=0")
-
-    event.listen(engine.sync_engine, "connect", busy_timeout_zero)
-    return engine
+async def test_sqlite_itself_never_sleeps_on_a_lock(engine: AsyncEngine) -> None:
+    """Its busy handler would sleep inside the statement, and so stop the event loop."""
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 0
 
 
-async def test_a_writer_waits_for_the_other_to_commit(no_busy_wait: AsyncEngine) -> None:
-    """Within one process writers take turns before SQLite sees them, so none sleeps
-    in SQLite's busy handler (1, 2, 5 … 100 ms between tries): here the handler is
-    off, and the second writer would get "database is locked" the moment it met the
-    first one's open transaction."""
-    engine = no_busy_wait
+def other_process(path: Path) -> sqlite3.Connection:
+    """A connection of its own, as another process (a migration, a second bot) has."""
+    return sqlite3.connect(path, isolation_level=None, timeout=0)
+
+
+async def test_a_lock_held_by_another_process_is_waited_for_while_the_loop_runs(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    other = other_process(tmp_path / "driver.db")
+    other.execute("BEGIN IMMEDIATE")  # the write lock, outside this engine
+    other.execute("INSERT INTO items (name) VALUES ('кв. 1')")
+    ran_on = asyncio.Event()
+
+    async def tick() -> None:
+        for _ in range(50):
+            await asyncio.sleep(0.001)
+        ran_on.set()
+
+    async def write() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(insert(items).values(name="кв. 2"))
+
+    ticker = asyncio.create_task(tick())
+    writer = asyncio.create_task(write())
+    try:
+        await asyncio.wait_for(ran_on.wait(), 5)  # the loop ran on while the writer waited
+        assert not writer.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(writer, 5)
+    finally:
+        ticker.cancel()
+        other.close()
+    async with engine.connect() as conn:
+        names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
+    assert names == ["кв. 1", "кв. 2"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_fails_as_sqlite_would(tmp_path: Path) -> None:
+    url = make_url(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
+    engine = create_async_engine(url, async_creator=connector(url, busy_timeout=0.05))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        other = other_process(tmp_path / "locked.db")
+        other.execute("BEGIN IMMEDIATE")
+        async with engine.connect() as conn:
+            with pytest.raises(OperationalError, match="database is locked"):
+                await asyncio.wait_for(conn.execute(insert(items).values(name="кв. 1")), 5)
+            await conn.rollback()
+            other.execute("ROLLBACK")
+            other.close()
+            await conn.execute(insert(items).values(name="кв. 1"))
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_writer_waits_for_the_other_to_commit(engine: AsyncEngine) -> None:
+    """Within one process writers take turns before SQLite sees them: the second one
+    starts the moment the first commits, without meeting SQLite's lock and sleeping."""
     asked = asyncio.Event()
 
     async def second_writer() -> None:
@@ -122,7 +178,7 @@ async def test_a_writer_waits_for_the_other_to_commit(no_busy_wait: AsyncEngine)
     assert names == ["кв. 1", "кв. 2"]
 
 
-async def test_a_writer_kept_waiting_past_the_busy_timeout_fails_as_sqlite_would(
+async def test_a_writer_kept_waiting_for_its_turn_past_the_busy_timeout_fails(
     tmp_path: Path,
 ) -> None:
     url = make_url(f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}")
@@ -143,11 +199,10 @@ async def test_a_writer_kept_waiting_past_the_busy_timeout_fails_as_sqlite_would
 
 
 async def test_a_connection_terminated_mid_transaction_gives_the_turn_back(
-    no_busy_wait: AsyncEngine,
+    engine: AsyncEngine,
 ) -> None:
     """SQLAlchemy terminates a connection it cannot close (a cancelled close, garbage
     collection) with aiosqlite's stop(), not close(): the turn must not stay with it."""
-    engine = no_busy_wait
     async with engine.connect() as first:
         await first.execute(insert(items).values(name="кв. 1"))  # holds the turn
         raw = await first.get_raw_connection()
