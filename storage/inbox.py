@@ -42,6 +42,7 @@ from storage.models import InboxUpdate
 # a restart), never after a day or ten thousand later updates.
 KEEP_DONE = 10_000
 KEEP_DONE_FOR = timedelta(days=1)
+PRUNE_BATCH = 1_000  # rows deleted per transaction (see Inbox.prune)
 
 
 # Storing and marking done run for every update: built once, not per call.
@@ -245,27 +246,40 @@ class Inbox:
         return None if newest is None else int(newest) + 1
 
     async def prune(self, now: datetime) -> int:
-        """Delete done rows older than KEEP_DONE_FOR or beyond the newest KEEP_DONE."""
-        async with self._pool() as session:
+        """Delete done rows older than KEEP_DONE_FOR or beyond the newest KEEP_DONE.
+
+        In batches of PRUNE_BATCH rows, each its own short transaction: at peak the ten
+        minutes between prunes bring some 20,000 rows, and one statement deleting them
+        all would keep other writers, and on SQLite the event loop
+        (storage/sqlite_driver.py), waiting some 40 ms.
+        """
+        async with self._engine.connect() as connection:
             cutoff_id = (
-                await session.execute(
-                    select(InboxUpdate.update_id)
-                    .where(InboxUpdate.done_at.is_not(None))
-                    .order_by(InboxUpdate.update_id.desc())
+                await connection.execute(
+                    select(INBOX.c.update_id)
+                    .where(INBOX.c.done_at.is_not(None))
+                    .order_by(INBOX.c.update_id.desc())
                     .offset(KEEP_DONE)
                     .limit(1)
                 )
             ).scalar()
-            newest = (await session.execute(select(func.max(InboxUpdate.update_id)))).scalar()
-            old = InboxUpdate.done_at < now - KEEP_DONE_FOR
-            condition = old if cutoff_id is None else old | (InboxUpdate.update_id <= cutoff_id)
-            result = await session.execute(
-                delete(InboxUpdate).where(
-                    InboxUpdate.done_at.is_not(None),
-                    # the newest row stays: it is where polling resumes after a restart
-                    InboxUpdate.update_id != newest,
-                    condition,
-                )
+            newest = (await connection.execute(select(func.max(INBOX.c.update_id)))).scalar()
+        old = INBOX.c.done_at < now - KEEP_DONE_FOR
+        condition = old if cutoff_id is None else old | (INBOX.c.update_id <= cutoff_id)
+        batch = (
+            select(INBOX.c.update_id)
+            .where(
+                INBOX.c.done_at.is_not(None),
+                # the newest row stays: it is where polling resumes after a restart
+                INBOX.c.update_id != newest,
+                condition,
             )
-            await session.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
+            .limit(PRUNE_BATCH)
+        )
+        removed = 0
+        while True:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(delete(INBOX).where(INBOX.c.update_id.in_(batch)))
+            removed += result.rowcount
+            if result.rowcount < PRUNE_BATCH:
+                return removed

@@ -4,29 +4,15 @@ and taken up by another only when that claim ran out (storage/inbox.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.engine import create_engine, create_session_pool, engine_of, in_transaction
+from storage.engine import engine_of, in_transaction
 from storage.inbox import Inbox, Incoming
-from storage.migrate import upgrade_database
-from tests.harness.databases import Databases
 
 LEASE = timedelta(seconds=60)
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def pool(databases: Databases) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(databases.bot)
-    await upgrade_database(engine)
-    try:
-        yield create_session_pool(engine)
-    finally:
-        await engine.dispose()
 
 
 def instance(pool: async_sessionmaker[AsyncSession], name: str) -> Inbox:
