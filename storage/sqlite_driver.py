@@ -260,7 +260,9 @@ def connector(
     database: str = args[0]
     kwargs: dict[str, Any] = dict(options)
     # SQLite's own busy handler off: a lock is waited for in `_patiently`, not in SQLite.
-    # Opened on the connection's thread, used on the loop's: never on both at once.
+    # Used on two threads: statements on the loop's, commits on the connection's. One
+    # connection serves one transaction's calls one at a time, and SQLite's own mutex
+    # serializes them in any case (sqlite3.threadsafety is 3).
     kwargs.update(timeout=0, check_same_thread=False)
     writers = _Writers(busy_timeout)
 
