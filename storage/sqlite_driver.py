@@ -3,7 +3,8 @@
 aiosqlite runs each sqlite3 call on the connection's thread and wakes the event loop
 through its self-pipe when the call is done. This bot's statements take SQLite tens of
 microseconds (a row or a few, by index), and the hand-off cost more than the
-statement. So statements and rollbacks run here, inline: in seven alternating pairs
+statement. So statements and rollbacks run here, inline (but see `off_the_loop` for
+the few long ones): in seven alternating pairs
 of the benchmark's paced part (benchmarks/), the bot's CPU per update fell by a
 median 7 % and its p99 latency from 27–65 ms to 25–48 ms.
 
@@ -34,10 +35,12 @@ retries above.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -53,6 +56,23 @@ _BUSY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_BUSY_RECOVERY})
 
 T = TypeVar("T")
+
+_off_the_loop: ContextVar[bool] = ContextVar("sqlite_off_the_loop", default=False)
+
+
+@contextlib.contextmanager
+def off_the_loop() -> Iterator[None]:
+    """Statements in this block run on the connection's thread, as aiosqlite runs them.
+
+    For the few that read a whole account's rows: the supervisor's status of 10,000
+    buildings counts a million slots, about 250 ms of SQLite, while the loop must go
+    on answering the inspectors. Elsewhere than on SQLite it changes nothing.
+    """
+    token = _off_the_loop.set(True)
+    try:
+        yield
+    finally:
+        _off_the_loop.reset(token)
 
 
 def _writes(sql: str) -> bool:
@@ -125,8 +145,11 @@ class _Cursor(aiosqlite.Cursor):
         connection = self._conn
         if _writes(sql):
             await connection.take_write_turn()
+        hand_off = connection._execute if _off_the_loop.get() else None
         try:
-            self._rows = await _patiently(lambda: self._run(statement), connection.busy_timeout)
+            self._rows = await _patiently(
+                lambda: self._run(statement), connection.busy_timeout, hand_off
+            )
         finally:
             if not connection.transaction_open:
                 connection.end_write_turn()

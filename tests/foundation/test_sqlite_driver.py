@@ -11,13 +11,13 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.engine import create_engine
-from storage.sqlite_driver import connector
+from storage.sqlite_driver import connector, off_the_loop
 
 metadata = MetaData()
 items = Table(
@@ -85,6 +85,9 @@ async def test_a_statement_makes_no_hand_off_and_a_commit_one(
         await conn.rollback()
         await conn.rollback()  # nothing open
         assert len(hand_offs) == 1
+        with off_the_loop():  # a long read: the loop serves others meanwhile
+            assert (await conn.execute(select(func.count()).select_from(items))).scalar() == 2
+        assert len(hand_offs) == 2
     async with engine.connect() as conn:
         names = (await conn.execute(select(items.c.name).order_by(items.c.id))).scalars().all()
     assert names == ["кв. 1", "кв. 2"]
