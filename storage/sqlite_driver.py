@@ -3,10 +3,10 @@
 aiosqlite runs each sqlite3 call on the connection's thread and wakes the event loop
 through its self-pipe when the call is done. This bot's statements take SQLite tens of
 microseconds (a row or a few, by index), and the hand-off cost more than the
-statement. So statements and rollbacks run here, inline (but see `off_the_loop` for
-the few long ones): in seven alternating pairs
+statement. So statements and rollbacks run here, inline: in seven alternating pairs
 of the benchmark's paced part (benchmarks/), the bot's CPU per update fell by a
-median 7 % and its p99 latency from 27–65 ms to 25–48 ms.
+median 7 % and its p99 latency from 27–65 ms to 25–48 ms. The few statements that
+read a whole account's rows run on the connection's thread (`off_the_loop`).
 
 A commit still goes to the connection's thread: with synchronous=FULL it waits for
 the disk to confirm the write (a fraction of a millisecond here, far more on a slow
@@ -65,7 +65,7 @@ def off_the_loop() -> Iterator[None]:
     """Statements in this block run on the connection's thread, as aiosqlite runs them.
 
     For the few that read a whole account's rows: the supervisor's status of 10,000
-    buildings counts a million slots, about 250 ms of SQLite, while the loop must go
+    buildings counts a million slots, about 200 ms of SQLite, while the loop must go
     on answering the inspectors. Elsewhere than on SQLite it changes nothing.
     """
     token = _off_the_loop.set(True)
