@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from storage import sqlite_driver
 from storage.engine import create_engine
 from storage.sqlite_driver import connector, off_the_loop
 
@@ -156,9 +157,13 @@ async def test_a_lock_held_past_the_busy_timeout_fails_as_sqlite_would(tmp_path:
         await engine.dispose()
 
 
-async def test_a_writer_waits_for_the_other_to_commit(engine: AsyncEngine) -> None:
+async def test_a_writer_waits_for_the_other_to_commit(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Within one process writers take turns before SQLite sees them: the second one
-    starts the moment the first commits, without meeting SQLite's lock and sleeping."""
+    starts the moment the first commits, without meeting SQLite's lock and sleeping.
+    Here a locked database is not tried again, so only the turn can make it wait."""
+    monkeypatch.setattr(sqlite_driver, "_BUSY_CODES", frozenset())
     asked = asyncio.Event()
 
     async def second_writer() -> None:
