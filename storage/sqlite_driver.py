@@ -88,8 +88,9 @@ async def _patiently(
     the database is locked, again after an asyncio sleep, until `patience` seconds have
     passed (then SQLite's error)."""
     loop = asyncio.get_running_loop()
+    steps = itertools.chain(_BUSY_STEPS, itertools.repeat(_BUSY_STEPS[-1]))
     deadline: float | None = None
-    for step in itertools.chain(_BUSY_STEPS, itertools.repeat(_BUSY_STEPS[-1])):
+    while True:
         try:
             return call() if hand_off is None else await hand_off(call)
         except sqlite3.OperationalError as exc:
@@ -99,8 +100,7 @@ async def _patiently(
             deadline = now + patience if deadline is None else deadline
             if now >= deadline:
                 raise
-            await asyncio.sleep(min(step, deadline - now))
-    raise AssertionError("unreachable: the steps never end")
+            await asyncio.sleep(min(next(steps), deadline - now))
 
 
 class _Writers:
